@@ -1,0 +1,47 @@
+with
+
+source as (
+    select * from {{ source('hubspot', 'companies') }}
+),
+
+renamed as (
+    select
+        id as company_id,
+        properties_name as company_name,
+        {{ normalize_domain('properties_domain') }} as domain,
+        {{ normalize_phone('properties_phone') }} as phone,
+        properties_industry as industry,
+        properties_city as city,
+        properties_country as country,
+        properties_hubspot_owner_id as owner_id,
+        {{ json_number('properties_numberofemployees') }}::integer as employee_count,
+        {{ json_number('properties_annualrevenue') }} as annual_revenue,
+        "createdAt" as created_at,
+        "updatedAt" as updated_at,
+        _airbyte_extracted_at as extracted_at
+    from source
+    where not coalesce(archived, false)
+),
+
+deduplicated as (
+    select
+        *,
+        row_number() over (partition by company_id order by updated_at desc, extracted_at desc) as row_num
+    from renamed
+)
+
+select
+    company_id,
+    company_name,
+    domain,
+    phone,
+    industry,
+    city,
+    country,
+    owner_id,
+    employee_count,
+    annual_revenue,
+    created_at,
+    updated_at
+from deduplicated
+where row_num = 1

@@ -1,0 +1,213 @@
+"""The stream catalogue: one YAML entry per CRM object, validated once, driving DAGs, assets, gates and docs.
+
+Validation happens here and only here. A bad entry raises :class:`CatalogueError` with one line a person can
+act on (``crm_streams.yml: stream 'hubspot.deals': 'cursor_field' must be one of the stream's columns, got
+'updated'``), so a DAG file that loads the catalogue either gets every stream or fails to import: never a
+half-built DAG.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from crm_pipeline.errors import CatalogueError
+from crm_pipeline.paths import CATALOGUE_FILE
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_INTERVAL = re.compile(r"^(\d+)\s*(m|h|d)$")
+_CRON_FIELD = re.compile(r"^[\d*/,\-]+$")
+
+SourceSystem = Literal["hubspot", "salesforce"]
+SyncMode = Literal["full_refresh_overwrite", "incremental_append", "incremental_append_deduped"]
+Severity = Literal["error", "warn"]
+# Airbyte's data types as its protocol names them; raw_contract.py maps them to the Postgres destination's types.
+AirbyteType = Literal[
+    "string",
+    "integer",
+    "number",
+    "boolean",
+    "date",
+    "timestamp_with_timezone",
+    "timestamp_without_timezone",
+    "object",
+    "array",
+    "union",  # oneOf/type-list schemas (HubSpot numbers since 6.0.1): the destination writes jsonb
+]
+Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern)]
+
+
+class VolumeRange(BaseModel):
+    """Expected rows per sync batch; the raw gate's row-count rule uses it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min: int = Field(ge=0)
+    max: int = Field(gt=0)
+
+
+class Check(BaseModel):
+    """A stream-specific gate rule on top of the rules every stream gets from its keys and volume."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rule: Literal["email_format", "non_negative", "accepted_values", "not_null"]
+    column: Identifier
+    severity: Severity = "error"
+    values: tuple[str, ...] = ()
+
+
+class AirbyteConnectionRef(BaseModel):
+    """Where the Airbyte connection id lives: an Airflow Variable, never a literal in this file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    variable: Identifier
+
+
+class StreamSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: SourceSystem
+    stream: Identifier
+    airbyte_connection: AirbyteConnectionRef
+    sync_mode: SyncMode
+    primary_key: tuple[Identifier, ...] = Field(min_length=1)
+    cursor_field: Identifier | None = None
+    frequency: str
+    owner: str = Field(min_length=1)
+    pii_columns: tuple[Identifier, ...] = ()
+    expected_rows_per_sync: VolumeRange
+    enabled: bool = True
+    description: str = ""
+    columns: dict[Identifier, AirbyteType] = Field(min_length=1)
+    checks: tuple[Check, ...] = ()
+
+    @field_validator("frequency")
+    @classmethod
+    def _frequency_is_cron_or_interval(cls, value: str) -> str:
+        parse_frequency(value)
+        return value
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}.{self.stream}"
+
+    @property
+    def raw_schema(self) -> str:
+        return f"raw_{self.source}"
+
+    @property
+    def asset_uri(self) -> str:
+        return f"airbyte://{self.source}/{self.stream}"
+
+
+def parse_frequency(value: str) -> str | timedelta:
+    """A five-field cron expression (kept as text for Airflow) or an interval like ``30m``, ``6h``, ``1d``."""
+    text = value.strip()
+    match = _INTERVAL.match(text)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        if amount <= 0:
+            raise ValueError(f"interval must be positive, got {value!r}")
+        return timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+    fields = text.split()
+    if len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields):
+        return text
+    raise ValueError(f"must be a 5-field cron expression or an interval like '6h', got {value!r}")
+
+
+def _cross_field_problems(spec: StreamSpec) -> Iterator[str]:
+    columns = spec.columns
+    for pk in spec.primary_key:
+        if pk not in columns:
+            yield f"'primary_key' must name the stream's columns, got {pk!r}"
+    if spec.sync_mode != "full_refresh_overwrite" and spec.cursor_field is None:
+        yield f"'cursor_field' is required for sync_mode {spec.sync_mode!r}"
+    if spec.cursor_field is not None and spec.cursor_field not in columns:
+        yield f"'cursor_field' must be one of the stream's columns, got {spec.cursor_field!r}"
+    for pii in spec.pii_columns:
+        if pii not in columns:
+            yield f"'pii_columns' must name the stream's columns, got {pii!r}"
+    for check in spec.checks:
+        if check.column not in columns:
+            yield f"'checks' rule {check.rule!r} names an unknown column {check.column!r}"
+        if check.rule == "accepted_values" and not check.values:
+            yield f"'checks' rule 'accepted_values' on {check.column!r} needs 'values'"
+    if spec.expected_rows_per_sync.min > spec.expected_rows_per_sync.max:
+        yield "'expected_rows_per_sync' min must not exceed max"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"]) or "(entry)"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "is not a known field"
+    elif error["type"] == "literal_error":
+        message = f"{message}, got {error.get('input')!r}"
+    return f"'{loc}' {message}"
+
+
+class Catalogue(BaseModel):
+    """All streams, in file order; lookups by ``source.stream`` key."""
+
+    model_config = ConfigDict(frozen=True)
+    path: Path
+    streams: tuple[StreamSpec, ...]
+
+    def enabled(self) -> tuple[StreamSpec, ...]:
+        return tuple(s for s in self.streams if s.enabled)
+
+    def get(self, key: str) -> StreamSpec:
+        for spec in self.streams:
+            if spec.key == key:
+                return spec
+        raise CatalogueError(f"{self.path.name}: no stream {key!r}; known: {', '.join(s.key for s in self.streams)}")
+
+    def by_source(self, source: str) -> tuple[StreamSpec, ...]:
+        return tuple(s for s in self.enabled() if s.source == source)
+
+
+def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
+    """Read and validate the whole catalogue; raise one :class:`CatalogueError` on the first bad entry."""
+    name = path.name
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CatalogueError(f"{path}: catalogue file not found") from None
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"{name}: not valid YAML: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("streams"), list):
+        raise CatalogueError(f"{name}: top level must be a mapping with a 'streams' list")
+    defaults = document.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise CatalogueError(f"{name}: 'defaults' must be a mapping")
+
+    specs: list[StreamSpec] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(document["streams"]):
+        if not isinstance(entry, dict):
+            raise CatalogueError(f"{name}: streams[{index}] must be a mapping")
+        label = f"{entry.get('source', '?')}.{entry.get('stream', f'#{index}')}"
+        try:
+            spec = StreamSpec.model_validate({**defaults, **entry})
+        except ValidationError as exc:
+            raise CatalogueError(f"{name}: stream {label!r}: {_describe(exc.errors()[0])}") from None
+        problems = list(_cross_field_problems(spec))
+        if problems:
+            raise CatalogueError(f"{name}: stream {label!r}: {problems[0]}")
+        if spec.key in seen:
+            raise CatalogueError(f"{name}: stream {label!r}: declared twice")
+        seen.add(spec.key)
+        specs.append(spec)
+    return Catalogue(path=path, streams=tuple(specs))
+
+
+@cache
+def default_catalogue() -> Catalogue:
+    """The project's catalogue, parsed once per process (DAG files share it)."""
+    return load_catalogue(CATALOGUE_FILE)

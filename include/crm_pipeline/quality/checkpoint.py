@@ -1,0 +1,119 @@
+"""Run gate rules as a Great Expectations 1.x checkpoint and turn the result into a small report.
+
+GX runs the metrics as SQL in PostgreSQL (a SQL datasource over a query asset), so a gate never pulls a table
+into Python memory. We use GX's core API directly rather than the GX Airflow provider: its 1.0.0 release pins
+``structlog<25.5`` and Airflow 3.3 needs a newer one (docs/decisions.md). A failed error-severity rule raises
+:class:`GateFailed`, which fails the Airflow task and so stops everything downstream of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from crm_pipeline.errors import GateFailed
+from crm_pipeline.quality.rules import Rule
+from crm_pipeline.warehouse.url import WarehouseUrl
+
+SAMPLE_SIZE = 5
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    name: str
+    rule: str
+    column: str | None
+    severity: str
+    success: bool
+    unexpected_count: int | None
+    element_count: int | None
+    sample: list[Any]
+    observed: Any
+
+
+@dataclass(frozen=True)
+class GateReport:
+    gate: str
+    target: str
+    outcomes: tuple[RuleOutcome, ...]
+
+    @property
+    def errors(self) -> list[RuleOutcome]:
+        return [o for o in self.outcomes if not o.success and o.severity == "error"]
+
+    @property
+    def warnings(self) -> list[RuleOutcome]:
+        return [o for o in self.outcomes if not o.success and o.severity == "warn"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> dict[str, Any]:
+        """What goes to XCom and into alerts: counts and the failing rules, never rows."""
+        return {
+            "gate": self.gate,
+            "target": self.target,
+            "passed": self.passed,
+            "rules": len(self.outcomes),
+            "errors": [f"{o.name} ({o.unexpected_count} unexpected, e.g. {o.sample})" for o in self.errors],
+            "warnings": [f"{o.name} ({o.unexpected_count} unexpected)" for o in self.warnings],
+        }
+
+    def raise_for_errors(self) -> None:
+        if self.errors:
+            details = "; ".join(f"{o.name}: {o.unexpected_count} unexpected, e.g. {o.sample}" for o in self.errors)
+            raise GateFailed(f"gate {self.gate} failed on {self.target}: {details}")
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        return [asdict(o) for o in self.outcomes]
+
+
+def _quiet_gx() -> None:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rule]) -> GateReport:
+    """Validate the rows ``query`` selects against ``rules`` with an ephemeral GX context."""
+    _quiet_gx()
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # task logs, not terminals
+    source = context.data_sources.add_postgres(name="warehouse", connection_string=url.sqlalchemy("psycopg2"))
+    asset = source.add_query_asset(name=gate, query=query)
+    batch = asset.add_batch_definition_whole_table("batch")
+    suite = context.suites.add(gx.ExpectationSuite(name=gate))
+    for rule in rules:
+        expectation_class = getattr(gxe, rule.expectation)
+        suite.add_expectation(expectation_class(**rule.kwargs, meta={"rule": rule.name}))
+    validation = context.validation_definitions.add(gx.ValidationDefinition(name=gate, data=batch, suite=suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=gate, validation_definitions=[validation],
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
+    ))
+    result = checkpoint.run()
+    by_name = {rule.name: rule for rule in rules}
+    outcomes = []
+    for run_result in result.run_results.values():
+        for item in run_result.results:
+            name = item.expectation_config.meta["rule"]
+            rule = by_name[name]
+            details = item.result or {}
+            outcomes.append(RuleOutcome(
+                name=name, rule=rule.rule, column=rule.column, severity=rule.severity, success=bool(item.success),
+                unexpected_count=details.get("unexpected_count"), element_count=details.get("element_count"),
+                sample=list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
+                observed=details.get("observed_value"),
+            ))
+            if item.exception_info and item.exception_info.get("raised_exception"):
+                raise GateFailed(f"gate {gate}: rule {name} could not run: "
+                                 f"{item.exception_info.get('exception_message')}")
+    return GateReport(gate=gate, target=query, outcomes=tuple(outcomes))

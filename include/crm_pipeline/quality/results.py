@@ -1,0 +1,46 @@
+"""Every gate outcome goes to ``crm_audit.gate_results`` in the warehouse; XCom keeps only the summary."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+from crm_pipeline.quality.checkpoint import GateReport
+
+DDL = """
+create schema if not exists crm_audit;
+create table if not exists crm_audit.gate_results (
+    id bigserial primary key,
+    checked_at timestamptz not null default now(),
+    gate text not null,
+    stream text,
+    sync_id bigint,
+    run_id text,
+    rule text not null,
+    column_name text,
+    severity text not null,
+    success boolean not null,
+    unexpected_count bigint,
+    element_count bigint,
+    sample jsonb,
+    observed jsonb
+)
+"""
+
+
+def store_report(conn: psycopg.Connection, report: GateReport, *, stream: str | None, sync_id: int | None,
+                 run_id: str | None) -> None:
+    with conn.transaction():
+        for stmt in DDL.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into crm_audit.gate_results (gate, stream, sync_id, run_id, rule, column_name, severity,"
+                " success, unexpected_count, element_count, sample, observed)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [(report.gate, stream, sync_id, run_id, o.name, o.column, o.severity, o.success, o.unexpected_count,
+                  o.element_count, json.dumps(o.sample, default=str), json.dumps(o.observed, default=str))
+                 for o in report.outcomes],
+            )

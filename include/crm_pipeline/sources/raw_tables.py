@@ -1,0 +1,175 @@
+"""Raw tables exactly as Airbyte's Postgres destination (3.x, direct load) writes them.
+
+One schema per source (``raw_hubspot``), one table per stream, the four ``_airbyte_*`` columns first and NOT
+NULL, the stream's columns after them, nullable, with case kept (quoted identifiers), plain indexes and no key
+constraints. The three sync modes behave as the destination's SQL does:
+
+* full refresh overwrite: load a fresh table, then drop and rename in one transaction;
+* incremental append: COPY straight in, duplicates and all (at-least-once);
+* incremental append + deduped: load a temp table, keep the newest row per key (cursor, then extraction time),
+  update older rows in place and insert new keys.
+
+See docs/raw-contract.md for the sources of each choice. The local simulator writes through this module, so
+whatever the pipeline reads locally has the shape Airbyte gives it in production.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from crm_pipeline.catalogue import StreamSpec
+
+POSTGRES_TYPES: dict[str, str] = {
+    "string": "varchar",
+    "integer": "bigint",
+    "number": "decimal",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp_with_timezone": "timestamp with time zone",
+    "timestamp_without_timezone": "timestamp",
+    "object": "jsonb",
+    "array": "jsonb",
+    "union": "jsonb",
+}
+AIRBYTE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_airbyte_raw_id", "varchar"),
+    ("_airbyte_extracted_at", "timestamp with time zone"),
+    ("_airbyte_meta", "jsonb"),
+    ("_airbyte_generation_id", "bigint"),
+)
+JSON_TYPES = frozenset({"object", "array", "union"})
+
+
+@dataclass(frozen=True)
+class SyncBatch:
+    """What identifies one sync's rows: Airbyte stamps every row with these."""
+
+    sync_id: int
+    extracted_at: datetime
+    generation_id: int
+
+
+def table_ident(spec: StreamSpec) -> sql.Identifier:
+    return sql.Identifier(spec.raw_schema, spec.stream)
+
+
+def column_names(spec: StreamSpec) -> list[str]:
+    return [name for name, _ in AIRBYTE_COLUMNS] + list(spec.columns)
+
+
+def _create_table_sql(spec: StreamSpec, target: sql.Composable) -> sql.Composed:
+    cols = [sql.SQL("{} {} not null").format(sql.Identifier(n), sql.SQL(t)) for n, t in AIRBYTE_COLUMNS]
+    cols += [
+        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(POSTGRES_TYPES[t])) for n, t in spec.columns.items()
+    ]
+    return sql.SQL("create table if not exists {} ({})").format(target, sql.SQL(", ").join(cols))
+
+
+def _index_sql(spec: StreamSpec, schema: str, table: str) -> list[sql.Composed]:
+    on = sql.Identifier(schema, table)
+    stmts = [sql.SQL("create index if not exists {} on {} ({})").format(
+        sql.Identifier(f"idx_extracted_at_{table}"[:63]), on, sql.Identifier("_airbyte_extracted_at"))]
+    if spec.sync_mode == "incremental_append_deduped":
+        stmts.append(sql.SQL("create index if not exists {} on {} ({})").format(
+            sql.Identifier(f"idx_pk_{table}"[:63]), on, sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))))
+        if spec.cursor_field:
+            stmts.append(sql.SQL("create index if not exists {} on {} ({})").format(
+                sql.Identifier(f"idx_cursor_{table}"[:63]), on, sql.Identifier(spec.cursor_field)))
+    return stmts
+
+
+def ensure_raw_table(conn: psycopg.Connection, spec: StreamSpec) -> None:
+    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(spec.raw_schema)))
+    conn.execute(_create_table_sql(spec, table_ident(spec)))
+    for stmt in _index_sql(spec, spec.raw_schema, spec.stream):
+        conn.execute(stmt)
+
+
+def encode_row(spec: StreamSpec, record: dict[str, Any], raw_id: str, batch: SyncBatch,
+               changes: Sequence[dict[str, str]] = ()) -> tuple[Any, ...]:
+    """A record as a COPY row in column order; JSON-typed values as JSON text."""
+    meta = json.dumps({"sync_id": batch.sync_id, "changes": list(changes)})
+    values: list[Any] = [raw_id, batch.extracted_at, meta, batch.generation_id]
+    for name, airbyte_type in spec.columns.items():
+        value = record.get(name)
+        values.append(json.dumps(value) if value is not None and airbyte_type in JSON_TYPES else value)
+    return tuple(values)
+
+
+def _copy_rows(conn: psycopg.Connection, target: sql.Composable, columns: list[str],
+               rows: Iterable[tuple[Any, ...]]) -> int:
+    count = 0
+    stmt = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+def write_batch(conn: psycopg.Connection, spec: StreamSpec, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Write one sync's encoded rows with the stream's sync-mode semantics, in one transaction."""
+    columns = column_names(spec)
+    with conn.transaction():
+        ensure_raw_table(conn, spec)
+        if spec.sync_mode == "incremental_append":
+            return _copy_rows(conn, table_ident(spec), columns, rows)
+        if spec.sync_mode == "full_refresh_overwrite":
+            return _overwrite(conn, spec, columns, rows)
+        return _upsert(conn, spec, columns, rows)
+
+
+def _overwrite(conn: psycopg.Connection, spec: StreamSpec, columns: list[str],
+               rows: Iterable[tuple[Any, ...]]) -> int:
+    tmp_name = f"{spec.stream}_airbyte_tmp"[:63]
+    tmp = sql.Identifier(spec.raw_schema, tmp_name)
+    conn.execute(sql.SQL("drop table if exists {}").format(tmp))
+    conn.execute(_create_table_sql(spec, tmp))
+    count = _copy_rows(conn, tmp, columns, rows)
+    conn.execute(sql.SQL("drop table {}").format(table_ident(spec)))
+    conn.execute(sql.SQL("alter table {} rename to {}").format(tmp, sql.Identifier(spec.stream)))
+    for stmt in _index_sql(spec, spec.raw_schema, spec.stream):
+        conn.execute(stmt)
+    return count
+
+
+def _upsert(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> int:
+    staged = sql.Identifier(f"_staged_{spec.stream}"[:63])
+    conn.execute(sql.SQL("create temp table {} (like {}) on commit drop").format(staged, table_ident(spec)))
+    count = _copy_rows(conn, staged, columns, rows)
+    pk = sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))
+    order = [sql.SQL("{} desc nulls last").format(sql.Identifier(spec.cursor_field))] if spec.cursor_field else []
+    order.append(sql.SQL("{} desc").format(sql.Identifier("_airbyte_extracted_at")))
+    newest = sql.Identifier(f"_newest_{spec.stream}"[:63])
+    conn.execute(sql.SQL(
+        "create temp table {newest} on commit drop as select * from ("
+        " select *, row_number() over (partition by {pk} order by {order}) as _rn from {staged}) s where _rn = 1"
+    ).format(newest=newest, pk=pk, staged=staged, order=sql.SQL(", ").join(order)))
+    conn.execute(sql.SQL("alter table {} drop column _rn").format(newest))
+    match = sql.SQL(" and ").join(
+        sql.SQL("t.{c} = n.{c}").format(c=sql.Identifier(c)) for c in spec.primary_key)
+    ext = sql.Identifier("_airbyte_extracted_at")
+    if spec.cursor_field:
+        cur = sql.Identifier(spec.cursor_field)
+        newer = sql.SQL(
+            "(t.{cur} < n.{cur} or (t.{cur} = n.{cur} and t.{ext} < n.{ext})"
+            " or (t.{cur} is null and n.{cur} is not null) or (t.{cur} is null and n.{cur} is null and t.{ext} < n.{ext}))"
+        ).format(cur=cur, ext=ext)
+    else:
+        newer = sql.SQL("t.{ext} < n.{ext}").format(ext=ext)
+    assignments = sql.SQL(", ").join(sql.SQL("{c} = n.{c}").format(c=sql.Identifier(c)) for c in columns)
+    conn.execute(sql.SQL("update {target} t set {assignments} from {newest} n where {match} and {newer}").format(
+        target=table_ident(spec), assignments=assignments, newest=newest, match=match, newer=newer))
+    col_list = sql.SQL(", ").join(map(sql.Identifier, columns))
+    conn.execute(sql.SQL(
+        "insert into {target} ({cols}) select {cols} from {newest} n"
+        " where not exists (select 1 from {target} t where {match})"
+    ).format(target=table_ident(spec), cols=col_list, newest=newest, match=match))
+    return count

@@ -1,0 +1,1 @@
+"""The Postgres warehouse: where it is (URL or embedded server), how to connect, and what lives in it."""
