@@ -23,6 +23,9 @@ WAREHOUSE_DIR = LOCAL_DIR / "warehouse"
 AIRFLOW_HOME = LOCAL_DIR / "airflow"
 GX_DIR = LOCAL_DIR / "gx"
 
+# The Airflow connection every task reaches the warehouse through.
+WAREHOUSE_CONN_ID = "crm_warehouse"
+
 
 def dbt_target_dir() -> Path:
     """dbt's target dir: ``DBT_TARGET_PATH`` when set (dbt reads it too), else ``dbt_project/target``.

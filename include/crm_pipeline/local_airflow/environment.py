@@ -12,8 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-from crm_pipeline.paths import AIRFLOW_HOME, DAGS_DIR, DBT_PROJECT_DIR, LOCAL_DIR, PROJECT_DIR
-from crm_pipeline.warehouse.locate import WAREHOUSE_CONN_ID
+from crm_pipeline.paths import (
+    AIRFLOW_HOME,
+    DAGS_DIR,
+    DBT_PROJECT_DIR,
+    LOCAL_DIR,
+    PROJECT_DIR,
+    WAREHOUSE_CONN_ID,
+)
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 

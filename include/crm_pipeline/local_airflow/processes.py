@@ -27,13 +27,14 @@ class Tracked:
 
 
 def _start_time(pid: int) -> float | None:
-    """Process start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or None if gone."""
+    """Process start time in clock ticks since boot (field 22 of /proc/<pid>/stat); None when the process is
+    gone or a zombie (exited, waiting to be reaped by its parent)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
-    return float(fields[19])
+    return None if fields[0] == "Z" else float(fields[19])
 
 
 class ProcessSet:
@@ -63,8 +64,14 @@ class ProcessSet:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         started = None
         for _ in range(50):

@@ -18,8 +18,18 @@ import yaml
 from crm_pipeline.errors import AirflowSettingsError
 from crm_pipeline.paths import AIRFLOW_SETTINGS_FILE
 
-_CONN_FIELDS = {"conn_id", "conn_type", "conn_host", "conn_schema", "conn_login", "conn_password", "conn_port",
-                "conn_extra", "conn_uri", "conn_description"}
+_CONN_FIELDS = {
+    "conn_id",
+    "conn_type",
+    "conn_host",
+    "conn_schema",
+    "conn_login",
+    "conn_password",
+    "conn_port",
+    "conn_extra",
+    "conn_uri",
+    "conn_description",
+}
 
 
 @dataclass(frozen=True)
@@ -89,12 +99,20 @@ def read_settings(path: Path = AIRFLOW_SETTINGS_FILE) -> AirflowSettings:
             except json.JSONDecodeError:
                 raise AirflowSettingsError(f"{path.name}: connection {conn_id!r}: conn_extra is not JSON") from None
         port = entry.get("conn_port")
-        connections.append(ConnectionEntry(
-            conn_id=conn_id, conn_type=entry.get("conn_type"), host=entry.get("conn_host"),
-            schema=entry.get("conn_schema"), login=entry.get("conn_login"), password=entry.get("conn_password"),
-            port=int(port) if port not in (None, "") else None, extra=extra, uri=entry.get("conn_uri"),
-            description=entry.get("conn_description"),
-        ))
+        connections.append(
+            ConnectionEntry(
+                conn_id=conn_id,
+                conn_type=entry.get("conn_type"),
+                host=entry.get("conn_host"),
+                schema=entry.get("conn_schema"),
+                login=entry.get("conn_login"),
+                password=entry.get("conn_password"),
+                port=int(port) if port not in (None, "") else None,
+                extra=extra,
+                uri=entry.get("conn_uri"),
+                description=entry.get("conn_description"),
+            )
+        )
 
     pools = []
     for entry in _entries(root.get("pools"), "pools", path):
@@ -126,8 +144,7 @@ def load_into_airflow(settings: AirflowSettings) -> list[str]:
     report: list[str] = []
     with create_session() as session:
         for pool in settings.pools:
-            Pool.create_or_update_pool(pool.name, pool.slots, pool.description, include_deferred=False,
-                                       session=session)
+            Pool.create_or_update_pool(pool.name, pool.slots, pool.description, include_deferred=False, session=session)
             report.append(f"pool {pool.name}: {pool.slots} slots")
         for var in settings.variables:
             Variable.set(var.key, var.value, session=session)
@@ -139,9 +156,17 @@ def load_into_airflow(settings: AirflowSettings) -> list[str]:
             conn = (
                 Connection(conn_id=entry.conn_id, uri=entry.uri)
                 if entry.uri
-                else Connection(conn_id=entry.conn_id, conn_type=entry.conn_type, host=entry.host,
-                                schema=entry.schema, login=entry.login, password=entry.password, port=entry.port,
-                                extra=entry.extra or None, description=entry.description)
+                else Connection(
+                    conn_id=entry.conn_id,
+                    conn_type=entry.conn_type,
+                    host=entry.host,
+                    schema=entry.schema,
+                    login=entry.login,
+                    password=entry.password,
+                    port=entry.port,
+                    extra=entry.extra or None,
+                    description=entry.description,
+                )
             )
             existing = session.query(Connection).filter(Connection.conn_id == entry.conn_id).one_or_none()
             if existing is not None:

@@ -7,21 +7,24 @@ fail again; infrastructure errors (connection lost, timeout) raise normally and 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.errors import GateFailed
-from crm_pipeline.quality.checkpoint import GateReport, run_checkpoint
-from crm_pipeline.quality.marts import MART_GATES
-from crm_pipeline.quality.results import store_report
-from crm_pipeline.quality.rules import raw_batch_query, raw_rules
-from crm_pipeline.warehouse.locate import connect, task_warehouse_url
+
+if TYPE_CHECKING:
+    from crm_pipeline.quality.checkpoint import GateReport
+
+# Modules that import psycopg, GX or the simulator are imported inside the callables: DAG parsing stays light.
 
 
 def _store_and_judge(report: GateReport, *, stream: str | None, sync_id: int | None, run_id: str) -> dict[str, Any]:
+    from crm_pipeline.quality.results import store_report
+    from crm_pipeline.warehouse.locate import connect, task_warehouse_url
+
     with connect(task_warehouse_url()) as conn:
         store_report(conn, report, stream=stream, sync_id=sync_id, run_id=run_id)
     try:
@@ -35,6 +38,7 @@ def _store_and_judge(report: GateReport, *, stream: str | None, sync_id: int | N
 def sync_stream(stream_key: str) -> dict[str, Any]:
     """Sync one stream from the local CRM simulator into its raw table (the embedded default source)."""
     from crm_pipeline.sources.simulator.sync import parse_faults, run_sync
+    from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     spec = default_catalogue().get(stream_key)
     seed = int(Variable.get("crm_simulator_seed", default="7"))
@@ -48,16 +52,28 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
 @task(pool="warehouse")
 def gate_raw(stream_key: str, batch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     """Validate exactly the rows this sync delivered; emits the stream's asset only when it passes."""
+    from crm_pipeline.quality.checkpoint import run_checkpoint
+    from crm_pipeline.quality.rules import raw_batch_query, raw_rules
+    from crm_pipeline.warehouse.locate import task_warehouse_url
+
     spec = default_catalogue().get(stream_key)
     sync_id = int(batch["sync_id"])
-    report = run_checkpoint(task_warehouse_url(), f"raw__{spec.source}__{spec.stream}",
-                            raw_batch_query(spec, sync_id), raw_rules(spec, datetime.now(UTC)))
+    report = run_checkpoint(
+        task_warehouse_url(),
+        f"raw__{spec.source}__{spec.stream}",
+        raw_batch_query(spec, sync_id),
+        raw_rules(spec, datetime.now(UTC)),
+    )
     return _store_and_judge(report, stream=spec.key, sync_id=sync_id, run_id=run_id or "")
 
 
 @task(pool="warehouse")
 def audit_marts(run_id: str | None = None) -> list[dict[str, Any]]:
     """Audit every mart dbt just built; any error-severity failure fails the task."""
+    from crm_pipeline.quality.checkpoint import run_checkpoint
+    from crm_pipeline.quality.marts import MART_GATES
+    from crm_pipeline.warehouse.locate import task_warehouse_url
+
     url = task_warehouse_url()
     summaries = []
     for gate in MART_GATES:

@@ -14,8 +14,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
-from crm_pipeline.paths import DBT_PROJECT_DIR, dbt_manifest_path
-from crm_pipeline.warehouse.locate import WAREHOUSE_CONN_ID
+from crm_pipeline.paths import DBT_PROJECT_DIR, WAREHOUSE_CONN_ID, dbt_manifest_path
 
 DBT_PROFILE = "crm"
 DBT_TARGET = "airflow"

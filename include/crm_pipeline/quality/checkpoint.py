@@ -82,7 +82,6 @@ def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rul
     _quiet_gx()
     import great_expectations as gx
     import great_expectations.expectations as gxe
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -95,10 +94,13 @@ def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rul
         expectation_class = getattr(gxe, rule.expectation)
         suite.add_expectation(expectation_class(**rule.kwargs, meta={"rule": rule.name}))
     validation = context.validation_definitions.add(gx.ValidationDefinition(name=gate, data=batch, suite=suite))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name=gate, validation_definitions=[validation],
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
-    ))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=gate,
+            validation_definitions=[validation],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
+        )
+    )
     result = checkpoint.run()
     by_name = {rule.name: rule for rule in rules}
     outcomes = []
@@ -107,13 +109,21 @@ def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rul
             name = item.expectation_config.meta["rule"]
             rule = by_name[name]
             details = item.result or {}
-            outcomes.append(RuleOutcome(
-                name=name, rule=rule.rule, column=rule.column, severity=rule.severity, success=bool(item.success),
-                unexpected_count=details.get("unexpected_count"), element_count=details.get("element_count"),
-                sample=list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
-                observed=details.get("observed_value"),
-            ))
+            outcomes.append(
+                RuleOutcome(
+                    name=name,
+                    rule=rule.rule,
+                    column=rule.column,
+                    severity=rule.severity,
+                    success=bool(item.success),
+                    unexpected_count=details.get("unexpected_count"),
+                    element_count=details.get("element_count"),
+                    sample=list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
+                    observed=details.get("observed_value"),
+                )
+            )
             if item.exception_info and item.exception_info.get("raised_exception"):
-                raise GateFailed(f"gate {gate}: rule {name} could not run: "
-                                 f"{item.exception_info.get('exception_message')}")
+                raise GateFailed(
+                    f"gate {gate}: rule {name} could not run: {item.exception_info.get('exception_message')}"
+                )
     return GateReport(gate=gate, target=query, outcomes=tuple(outcomes))

@@ -29,8 +29,14 @@ create table if not exists crm_audit.gate_results (
 """
 
 
-def store_report(conn: psycopg.Connection, report: GateReport, *, stream: str | None, sync_id: int | None,
-                 run_id: str | None) -> None:
+def store_report(
+    conn: psycopg.Connection,
+    report: GateReport,
+    *,
+    stream: str | None,
+    sync_id: int | None,
+    run_id: str | None,
+) -> None:
     with conn.transaction():
         for stmt in DDL.split(";"):
             if stmt.strip():
@@ -40,7 +46,21 @@ def store_report(conn: psycopg.Connection, report: GateReport, *, stream: str | 
                 "insert into crm_audit.gate_results (gate, stream, sync_id, run_id, rule, column_name, severity,"
                 " success, unexpected_count, element_count, sample, observed)"
                 " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [(report.gate, stream, sync_id, run_id, o.name, o.column, o.severity, o.success, o.unexpected_count,
-                  o.element_count, json.dumps(o.sample, default=str), json.dumps(o.observed, default=str))
-                 for o in report.outcomes],
+                [
+                    (
+                        report.gate,
+                        stream,
+                        sync_id,
+                        run_id,
+                        o.name,
+                        o.column,
+                        o.severity,
+                        o.success,
+                        o.unexpected_count,
+                        o.element_count,
+                        json.dumps(o.sample, default=str),
+                        json.dumps(o.observed, default=str),
+                    )
+                    for o in report.outcomes
+                ],
             )

@@ -25,26 +25,7 @@ import psycopg
 from psycopg import sql
 
 from crm_pipeline.catalogue import StreamSpec
-
-POSTGRES_TYPES: dict[str, str] = {
-    "string": "varchar",
-    "integer": "bigint",
-    "number": "decimal",
-    "boolean": "boolean",
-    "date": "date",
-    "timestamp_with_timezone": "timestamp with time zone",
-    "timestamp_without_timezone": "timestamp",
-    "object": "jsonb",
-    "array": "jsonb",
-    "union": "jsonb",
-}
-AIRBYTE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("_airbyte_raw_id", "varchar"),
-    ("_airbyte_extracted_at", "timestamp with time zone"),
-    ("_airbyte_meta", "jsonb"),
-    ("_airbyte_generation_id", "bigint"),
-)
-JSON_TYPES = frozenset({"object", "array", "union"})
+from crm_pipeline.sources.contract import AIRBYTE_COLUMNS, JSON_TYPES, POSTGRES_TYPES
 
 
 @dataclass(frozen=True)
@@ -66,22 +47,31 @@ def column_names(spec: StreamSpec) -> list[str]:
 
 def _create_table_sql(spec: StreamSpec, target: sql.Composable) -> sql.Composed:
     cols = [sql.SQL("{} {} not null").format(sql.Identifier(n), sql.SQL(t)) for n, t in AIRBYTE_COLUMNS]
-    cols += [
-        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(POSTGRES_TYPES[t])) for n, t in spec.columns.items()
-    ]
+    cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(POSTGRES_TYPES[t])) for n, t in spec.columns.items()]
     return sql.SQL("create table if not exists {} ({})").format(target, sql.SQL(", ").join(cols))
 
 
 def _index_sql(spec: StreamSpec, schema: str, table: str) -> list[sql.Composed]:
     on = sql.Identifier(schema, table)
-    stmts = [sql.SQL("create index if not exists {} on {} ({})").format(
-        sql.Identifier(f"idx_extracted_at_{table}"[:63]), on, sql.Identifier("_airbyte_extracted_at"))]
+    stmts = [
+        sql.SQL("create index if not exists {} on {} ({})").format(
+            sql.Identifier(f"idx_extracted_at_{table}"[:63]), on, sql.Identifier("_airbyte_extracted_at")
+        )
+    ]
     if spec.sync_mode == "incremental_append_deduped":
-        stmts.append(sql.SQL("create index if not exists {} on {} ({})").format(
-            sql.Identifier(f"idx_pk_{table}"[:63]), on, sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))))
+        stmts.append(
+            sql.SQL("create index if not exists {} on {} ({})").format(
+                sql.Identifier(f"idx_pk_{table}"[:63]),
+                on,
+                sql.SQL(", ").join(map(sql.Identifier, spec.primary_key)),
+            )
+        )
         if spec.cursor_field:
-            stmts.append(sql.SQL("create index if not exists {} on {} ({})").format(
-                sql.Identifier(f"idx_cursor_{table}"[:63]), on, sql.Identifier(spec.cursor_field)))
+            stmts.append(
+                sql.SQL("create index if not exists {} on {} ({})").format(
+                    sql.Identifier(f"idx_cursor_{table}"[:63]), on, sql.Identifier(spec.cursor_field)
+                )
+            )
     return stmts
 
 
@@ -92,8 +82,13 @@ def ensure_raw_table(conn: psycopg.Connection, spec: StreamSpec) -> None:
         conn.execute(stmt)
 
 
-def encode_row(spec: StreamSpec, record: dict[str, Any], raw_id: str, batch: SyncBatch,
-               changes: Sequence[dict[str, str]] = ()) -> tuple[Any, ...]:
+def encode_row(
+    spec: StreamSpec,
+    record: dict[str, Any],
+    raw_id: str,
+    batch: SyncBatch,
+    changes: Sequence[dict[str, str]] = (),
+) -> tuple[Any, ...]:
     """A record as a COPY row in column order; JSON-typed values as JSON text."""
     meta = json.dumps({"sync_id": batch.sync_id, "changes": list(changes)})
     values: list[Any] = [raw_id, batch.extracted_at, meta, batch.generation_id]
@@ -103,8 +98,9 @@ def encode_row(spec: StreamSpec, record: dict[str, Any], raw_id: str, batch: Syn
     return tuple(values)
 
 
-def _copy_rows(conn: psycopg.Connection, target: sql.Composable, columns: list[str],
-               rows: Iterable[tuple[Any, ...]]) -> int:
+def _copy_rows(
+    conn: psycopg.Connection, target: sql.Composable, columns: list[str], rows: Iterable[tuple[Any, ...]]
+) -> int:
     count = 0
     stmt = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
     with conn.cursor() as cur, cur.copy(stmt) as copy:
@@ -126,8 +122,7 @@ def write_batch(conn: psycopg.Connection, spec: StreamSpec, rows: Iterable[tuple
         return _upsert(conn, spec, columns, rows)
 
 
-def _overwrite(conn: psycopg.Connection, spec: StreamSpec, columns: list[str],
-               rows: Iterable[tuple[Any, ...]]) -> int:
+def _overwrite(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> int:
     tmp_name = f"{spec.stream}_airbyte_tmp"[:63]
     tmp = sql.Identifier(spec.raw_schema, tmp_name)
     conn.execute(sql.SQL("drop table if exists {}").format(tmp))
@@ -148,28 +143,36 @@ def _upsert(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows
     order = [sql.SQL("{} desc nulls last").format(sql.Identifier(spec.cursor_field))] if spec.cursor_field else []
     order.append(sql.SQL("{} desc").format(sql.Identifier("_airbyte_extracted_at")))
     newest = sql.Identifier(f"_newest_{spec.stream}"[:63])
-    conn.execute(sql.SQL(
-        "create temp table {newest} on commit drop as select * from ("
-        " select *, row_number() over (partition by {pk} order by {order}) as _rn from {staged}) s where _rn = 1"
-    ).format(newest=newest, pk=pk, staged=staged, order=sql.SQL(", ").join(order)))
+    conn.execute(
+        sql.SQL(
+            "create temp table {newest} on commit drop as select * from ("
+            " select *, row_number() over (partition by {pk} order by {order}) as _rn from {staged}) s where _rn = 1"
+        ).format(newest=newest, pk=pk, staged=staged, order=sql.SQL(", ").join(order))
+    )
     conn.execute(sql.SQL("alter table {} drop column _rn").format(newest))
-    match = sql.SQL(" and ").join(
-        sql.SQL("t.{c} = n.{c}").format(c=sql.Identifier(c)) for c in spec.primary_key)
+    match = sql.SQL(" and ").join(sql.SQL("t.{c} = n.{c}").format(c=sql.Identifier(c)) for c in spec.primary_key)
     ext = sql.Identifier("_airbyte_extracted_at")
     if spec.cursor_field:
         cur = sql.Identifier(spec.cursor_field)
         newer = sql.SQL(
-            "(t.{cur} < n.{cur} or (t.{cur} = n.{cur} and t.{ext} < n.{ext})"
-            " or (t.{cur} is null and n.{cur} is not null) or (t.{cur} is null and n.{cur} is null and t.{ext} < n.{ext}))"
+            "(t.{cur} < n.{cur}"
+            " or (t.{cur} = n.{cur} and t.{ext} < n.{ext})"
+            " or (t.{cur} is null and n.{cur} is not null)"
+            " or (t.{cur} is null and n.{cur} is null and t.{ext} < n.{ext}))"
         ).format(cur=cur, ext=ext)
     else:
         newer = sql.SQL("t.{ext} < n.{ext}").format(ext=ext)
     assignments = sql.SQL(", ").join(sql.SQL("{c} = n.{c}").format(c=sql.Identifier(c)) for c in columns)
-    conn.execute(sql.SQL("update {target} t set {assignments} from {newest} n where {match} and {newer}").format(
-        target=table_ident(spec), assignments=assignments, newest=newest, match=match, newer=newer))
+    conn.execute(
+        sql.SQL("update {target} t set {assignments} from {newest} n where {match} and {newer}").format(
+            target=table_ident(spec), assignments=assignments, newest=newest, match=match, newer=newer
+        )
+    )
     col_list = sql.SQL(", ").join(map(sql.Identifier, columns))
-    conn.execute(sql.SQL(
-        "insert into {target} ({cols}) select {cols} from {newest} n"
-        " where not exists (select 1 from {target} t where {match})"
-    ).format(target=table_ident(spec), cols=col_list, newest=newest, match=match))
+    conn.execute(
+        sql.SQL(
+            "insert into {target} ({cols}) select {cols} from {newest} n"
+            " where not exists (select 1 from {target} t where {match})"
+        ).format(target=table_ident(spec), cols=col_list, newest=newest, match=match)
+    )
     return count

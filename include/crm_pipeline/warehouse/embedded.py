@@ -173,8 +173,18 @@ class EmbeddedWarehouse:
         pwfile.write_text(password)
         pwfile.chmod(0o644)
         try:
-            self._pg("initdb", "-D", str(self.pgdata), "--auth-host=scram-sha-256", "--auth-local=trust",
-                     f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C.UTF-8", "-U", SUPERUSER)
+            self._pg(
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "-U",
+                SUPERUSER,
+            )
         except EmbeddedWarehouseError:
             shutil.rmtree(self.pgdata, ignore_errors=True)  # a half-made cluster would block the next attempt
             raise
@@ -189,8 +199,19 @@ class EmbeddedWarehouse:
             port = _free_port(remembered if attempt == 0 else None)
             options = f"-h 127.0.0.1 -p {port} -k '' -c max_connections=200 -c fsync=off -c synchronous_commit=off"
             try:
-                self._pg("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-o", options, "-w", "-t", "60",
-                         "start")
+                self._pg(
+                    "pg_ctl",
+                    "-D",
+                    str(self.pgdata),
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                )
             except EmbeddedWarehouseError as exc:  # a port race: somebody took it between bind and start
                 last_error = exc
                 continue

@@ -12,10 +12,9 @@ import os
 import psycopg
 
 from crm_pipeline.errors import WarehouseConfigError
+from crm_pipeline.paths import WAREHOUSE_CONN_ID
 from crm_pipeline.warehouse.embedded import AIRFLOW_DATABASE, EmbeddedWarehouse
 from crm_pipeline.warehouse.url import URL_VARIABLE, WarehouseUrl, check_reachable, parse_warehouse_url
-
-WAREHOUSE_CONN_ID = "crm_warehouse"
 
 
 def resolve_warehouse_url(*, start_embedded: bool = True) -> WarehouseUrl:
@@ -53,8 +52,7 @@ def task_warehouse_url(conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseUrl:
     conn = BaseHook.get_connection(conn_id)
     if not conn.host or not conn.schema:
         raise WarehouseConfigError(f"Airflow connection {conn_id!r} needs a host and a schema (database)")
-    return WarehouseUrl(conn.host, int(conn.port or 5432), conn.login or "postgres", conn.password or None,
-                        conn.schema)
+    return WarehouseUrl(conn.host, int(conn.port or 5432), conn.login or "postgres", conn.password or None, conn.schema)
 
 
 def connect(url: WarehouseUrl, *, autocommit: bool = False) -> psycopg.Connection:

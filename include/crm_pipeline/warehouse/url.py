@@ -46,7 +46,7 @@ class WarehouseUrl:
         """The URL with the password masked, for messages and logs."""
         if not self.password:
             return self.libpq()
-        return replace(self, password="***").libpq().replace("%2A%2A%2A", "***")
+        return replace(self, password="***")  # noqa: S106 - the mask itself.libpq().replace("%2A%2A%2A", "***")
 
     def with_database(self, database: str) -> WarehouseUrl:
         return replace(self, database=database)
@@ -60,9 +60,7 @@ def parse_warehouse_url(url: str, source: str = URL_VARIABLE) -> WarehouseUrl:
     except ValueError as exc:
         raise WarehouseConfigError(f"{source} is malformed: {exc}") from None
     if parts.scheme not in {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}:
-        raise WarehouseConfigError(
-            f"{source} must be a postgresql:// URL, got scheme {parts.scheme or '(none)'!r}"
-        )
+        raise WarehouseConfigError(f"{source} must be a postgresql:// URL, got scheme {parts.scheme or '(none)'!r}")
     if not parts.hostname:
         raise WarehouseConfigError(f"{source} has no host: use postgresql://user@host:port/database")
     database = unquote(parts.path.lstrip("/"))

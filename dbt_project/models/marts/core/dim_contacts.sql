@@ -31,7 +31,7 @@ select
     contacts.owner_id,
     contacts.company_id,
     companies.company_name,
-    companies.domain as company_domain,
+    companies.company_domain,
     coalesce(deals_per_contact.open_deal_count, 0) as open_deal_count,
     coalesce(deals_per_contact.won_amount, 0) as won_amount,
     contacts.created_at,

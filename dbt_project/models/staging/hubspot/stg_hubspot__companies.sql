@@ -8,7 +8,7 @@ renamed as (
     select
         id as company_id,
         properties_name as company_name,
-        {{ normalize_domain('properties_domain') }} as domain,
+        {{ normalize_domain('properties_domain') }} as company_domain,
         {{ normalize_phone('properties_phone') }} as phone,
         properties_industry as industry,
         properties_city as city,
@@ -33,7 +33,7 @@ deduplicated as (
 select
     company_id,
     company_name,
-    domain,
+    company_domain,
     phone,
     industry,
     city,

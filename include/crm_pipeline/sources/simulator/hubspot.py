@@ -18,25 +18,132 @@ from typing import Any
 
 from crm_pipeline.sources.simulator.world import World, _dt, rng_for
 
-FIRST_NAMES = ("Ada", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kira",
-               "Liam", "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rosa", "Sven", "Tara", "Uma", "Viktor",
-               "Wen", "Ximena", "Yusuf", "Zoe")
-LAST_NAMES = ("Anders", "Baptiste", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Hansen", "Ito", "Jansen",
-              "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Quiroga", "Rossi", "Schmidt",
-              "Tanaka", "Ulloa", "Varga", "Weber", "Xu", "Yilmaz", "Zimmer")
-ADJECTIVES = ("Bright", "Cedar", "Delta", "Ember", "Fjord", "Granite", "Harbor", "Iron", "Juniper", "Kestrel",
-              "Lumen", "Maple", "Nimbus", "Orchid", "Pioneer", "Quartz", "River", "Summit", "Tidal", "Vertex")
-NOUNS = ("Analytics", "Bakery", "Robotics", "Logistics", "Health", "Foods", "Energy", "Media", "Systems",
-         "Textiles", "Dynamics", "Labs", "Networks", "Partners", "Studios", "Works")
+FIRST_NAMES = (
+    "Ada",
+    "Bruno",
+    "Chloe",
+    "Dmitri",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kira",
+    "Liam",
+    "Maya",
+    "Nikolai",
+    "Olga",
+    "Pedro",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+)
+LAST_NAMES = (
+    "Anders",
+    "Baptiste",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Hansen",
+    "Ito",
+    "Jansen",
+    "Kowalski",
+    "Larsen",
+    "Moreau",
+    "Novak",
+    "Okafor",
+    "Petrov",
+    "Quiroga",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Ulloa",
+    "Varga",
+    "Weber",
+    "Xu",
+    "Yilmaz",
+    "Zimmer",
+)
+ADJECTIVES = (
+    "Bright",
+    "Cedar",
+    "Delta",
+    "Ember",
+    "Fjord",
+    "Granite",
+    "Harbor",
+    "Iron",
+    "Juniper",
+    "Kestrel",
+    "Lumen",
+    "Maple",
+    "Nimbus",
+    "Orchid",
+    "Pioneer",
+    "Quartz",
+    "River",
+    "Summit",
+    "Tidal",
+    "Vertex",
+)
+NOUNS = (
+    "Analytics",
+    "Bakery",
+    "Robotics",
+    "Logistics",
+    "Health",
+    "Foods",
+    "Energy",
+    "Media",
+    "Systems",
+    "Textiles",
+    "Dynamics",
+    "Labs",
+    "Networks",
+    "Partners",
+    "Studios",
+    "Works",
+)
 SUFFIXES = ("Inc", "GmbH", "Ltd", "SA", "BV", "AB", "LLC", "Oy")
-INDUSTRIES = ("COMPUTER_SOFTWARE", "FOOD_PRODUCTION", "HOSPITAL_HEALTH_CARE", "LOGISTICS_AND_SUPPLY_CHAIN",
-              "MARKETING_AND_ADVERTISING", "RENEWABLES_ENVIRONMENT", "RETAIL", "TEXTILES")
-PLACES = (("Berlin", "Germany"), ("Lyon", "France"), ("Austin", "United States"), ("Osaka", "Japan"),
-          ("Porto", "Portugal"), ("Gdansk", "Poland"), ("Toronto", "Canada"), ("Malmo", "Sweden"))
+INDUSTRIES = (
+    "COMPUTER_SOFTWARE",
+    "FOOD_PRODUCTION",
+    "HOSPITAL_HEALTH_CARE",
+    "LOGISTICS_AND_SUPPLY_CHAIN",
+    "MARKETING_AND_ADVERTISING",
+    "RENEWABLES_ENVIRONMENT",
+    "RETAIL",
+    "TEXTILES",
+)
+PLACES = (
+    ("Berlin", "Germany"),
+    ("Lyon", "France"),
+    ("Austin", "United States"),
+    ("Osaka", "Japan"),
+    ("Porto", "Portugal"),
+    ("Gdansk", "Poland"),
+    ("Toronto", "Canada"),
+    ("Malmo", "Sweden"),
+)
 TLDS = ("com", "io", "de", "fr", "co")
 LIFECYCLE = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer")
-OPEN_STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-               "contractsent")
+OPEN_STAGES = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+)
 CLOSED_STAGES = ("closedwon", "closedlost")
 PERSONAL_DOMAINS = ("gmail.com", "outlook.com", "proton.me")
 
@@ -72,12 +179,23 @@ def _phone(rng: random.Random, dirt_rate: float) -> str | None:
     digits = f"{rng.randrange(200, 999)}{rng.randrange(200, 999)}{rng.randrange(1000, 9999)}"
     if rng.random() >= dirt_rate:
         return f"+1{digits}"
-    return rng.choice((f"({digits[:3]}) {digits[3:6]}-{digits[6:]}", f"1-{digits[:3]}-{digits[3:6]}-{digits[6:]}",
-                       f"{digits[:3]}.{digits[3:6]}.{digits[6:]}"))
+    return rng.choice(
+        (
+            f"({digits[:3]}) {digits[3:6]}-{digits[6:]}",
+            f"1-{digits[:3]}-{digits[3:6]}-{digits[6:]}",
+            f"{digits[:3]}.{digits[3:6]}.{digits[6:]}",
+        )
+    )
 
 
-def _record(index_base: int, index: int, created: datetime, updated: datetime,
-            props: dict[str, Any], associations: dict[str, list[str]]) -> dict[str, Any]:
+def _record(
+    index_base: int,
+    index: int,
+    created: datetime,
+    updated: datetime,
+    props: dict[str, Any],
+    associations: dict[str, list[str]],
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": str(index_base + index),
         "createdAt": created,
@@ -85,8 +203,9 @@ def _record(index_base: int, index: int, created: datetime, updated: datetime,
         "archived": False,
         **associations,
         # The API returns every property as text inside `properties`; the flattened columns carry typed values.
-        "properties": {k: (None if v is None else _iso(v) if isinstance(v, datetime) else str(v))
-                       for k, v in props.items()},
+        "properties": {
+            k: (None if v is None else _iso(v) if isinstance(v, datetime) else str(v)) for k, v in props.items()
+        },
     }
     record.update({f"properties_{k}": v for k, v in props.items()})
     return record
@@ -155,8 +274,14 @@ def contact(world: World, index: int, at: datetime, dirt_rate: float) -> dict[st
         "lastmodifieddate": updated,
         "hs_merged_object_ids": ";".join(str(CONTACT_ID_BASE + m) for m, _ in merges) or None,
     }
-    return _record(CONTACT_ID_BASE, index, life.created_at, updated, props,
-                   {"companies": [] if personal else [str(COMPANY_ID_BASE + company_index)]})
+    return _record(
+        CONTACT_ID_BASE,
+        index,
+        life.created_at,
+        updated,
+        props,
+        {"companies": [] if personal else [str(COMPANY_ID_BASE + company_index)]},
+    )
 
 
 def deal_stage(world: World, index: int, version: int) -> str:
@@ -189,18 +314,26 @@ def deal(world: World, index: int, at: datetime, dirt_rate: float) -> dict[str, 
         "hubspot_owner_id": owner_id(world, rng_for(world.seed, "deal", "owner", index, version // 4)),
         "hs_is_closed_won": stage == "closedwon",
     }
-    return _record(DEAL_ID_BASE, index, life.created_at, updated, props, {
-        "companies": [str(COMPANY_ID_BASE + company_index)],
-        "contacts": [str(CONTACT_ID_BASE + contact_index)],
-        "line_items": [],
-    })
+    return _record(
+        DEAL_ID_BASE,
+        index,
+        life.created_at,
+        updated,
+        props,
+        {
+            "companies": [str(COMPANY_ID_BASE + company_index)],
+            "contacts": [str(CONTACT_ID_BASE + contact_index)],
+            "line_items": [],
+        },
+    )
 
 
 RENDERERS = {"companies": ("company", company), "contacts": ("contact", contact), "deals": ("deal", deal)}
 
 
-def changed_records(world: World, stream: str, since: datetime | None, until: datetime,
-                    dirt_rate: float) -> Iterator[dict[str, Any]]:
+def changed_records(
+    world: World, stream: str, since: datetime | None, until: datetime, dirt_rate: float
+) -> Iterator[dict[str, Any]]:
     """Live records of ``stream`` as of ``until`` whose ``updatedAt`` is in ``(since, until]`` (all when
     ``since`` is None), in id order."""
     kind, render = RENDERERS[stream]

@@ -26,7 +26,12 @@ from crm_pipeline.sources.simulator.hubspot import changed_records
 from crm_pipeline.sources.simulator.world import EPOCH, Scale, World, rng_for
 
 FaultKind = Literal[
-    "null_primary_key", "duplicate_primary_key", "malformed_email", "negative_amount", "unknown_stage", "empty_batch",
+    "null_primary_key",
+    "duplicate_primary_key",
+    "malformed_email",
+    "negative_amount",
+    "unknown_stage",
+    "empty_batch",
 ]
 _BAD_ROWS = 5
 
@@ -53,8 +58,14 @@ class SyncResult:
 
     def summary(self) -> dict[str, Any]:
         """Small and JSON-safe: this is what goes to XCom."""
-        return {"stream": self.stream, "sync_id": self.sync_id, "sync_number": self.sync_number, "rows": self.rows,
-                "window_end": self.window_end.isoformat(), "faults": list(self.faults)}
+        return {
+            "stream": self.stream,
+            "sync_id": self.sync_id,
+            "sync_number": self.sync_number,
+            "rows": self.rows,
+            "window_end": self.window_end.isoformat(),
+            "faults": list(self.faults),
+        }
 
 
 STATE_DDL = """
@@ -97,8 +108,15 @@ def _apply_faults(spec: StreamSpec, records: list[dict[str, Any]], faults: list[
     return records
 
 
-def run_sync(conn: psycopg.Connection, spec: StreamSpec, *, seed: int, scale: Scale, dirt_rate: float = 0.05,
-             faults: tuple[Fault, ...] = ()) -> SyncResult:
+def run_sync(
+    conn: psycopg.Connection,
+    spec: StreamSpec,
+    *,
+    seed: int,
+    scale: Scale,
+    dirt_rate: float = 0.05,
+    faults: tuple[Fault, ...] = (),
+) -> SyncResult:
     """Run the next sync of ``spec`` against the simulated company and write it to the raw table."""
     if spec.source != "hubspot":
         raise NotImplementedError(f"the simulator has no {spec.source} source yet (stream {spec.key})")
@@ -109,7 +127,7 @@ def run_sync(conn: psycopg.Connection, spec: StreamSpec, *, seed: int, scale: Sc
             "select syncs, synced_until, generation_id from crm_simulator.sync_state where stream = %s for update",
             (spec.key,),
         ).fetchone()
-        syncs, since, generation = (row if row else (0, None, 1))
+        syncs, since, generation = row if row else (0, None, 1)
         until = EPOCH if since is None else since + _interval(spec)
         number = syncs + 1
         sync_id = conn.execute("select nextval('crm_simulator.sync_ids')").fetchone()[0]  # type: ignore[index]
@@ -119,8 +137,7 @@ def run_sync(conn: psycopg.Connection, spec: StreamSpec, *, seed: int, scale: Sc
         records = list(changed_records(world, spec.stream, window_start, until, dirt_rate))
         if spec.sync_mode == "incremental_append" and since is not None:
             # Airbyte's inclusive cursor: records at the previous sync's last cursor value are sent again.
-            records += [r for r in changed_records(world, spec.stream, since - timedelta(seconds=1), since,
-                                                   dirt_rate)]
+            records += [r for r in changed_records(world, spec.stream, since - timedelta(seconds=1), since, dirt_rate)]
         active = [f for f in faults if f.stream == spec.key and f.sync in (None, number)]
         records = _apply_faults(spec, records, active)
         batch = SyncBatch(sync_id=sync_id, extracted_at=extracted_at, generation_id=generation)
@@ -138,8 +155,9 @@ def run_sync(conn: psycopg.Connection, spec: StreamSpec, *, seed: int, scale: Sc
             " set syncs = excluded.syncs, synced_until = excluded.synced_until",
             (spec.key, number, until, generation),
         )
-    return SyncResult(spec.key, sync_id, number, written, window_start, until, extracted_at,
-                      tuple(f.kind for f in active))
+    return SyncResult(
+        spec.key, sync_id, number, written, window_start, until, extracted_at, tuple(f.kind for f in active)
+    )
 
 
 def parse_faults(text: str | None) -> tuple[Fault, ...]:

@@ -9,9 +9,9 @@ demo, the tests and the benchmarks replay the same company at scales S, M and L.
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from bisect import bisect_right
 from functools import lru_cache
 from typing import Literal
 
@@ -77,7 +77,7 @@ def _ms(ts: float) -> float:
 
 
 def rng_for(seed: int, *parts: object) -> random.Random:
-    return random.Random(f"{seed}:" + ":".join(map(str, parts)))
+    return random.Random(f"{seed}:" + ":".join(map(str, parts)))  # noqa: S311 - a reproducible simulation
 
 
 class World:
@@ -91,10 +91,12 @@ class World:
         self.life = lru_cache(maxsize=300_000)(self._life)  # type: ignore[method-assign]
 
     def count(self, kind: str, at: datetime) -> int:
-        """How many entities of ``kind`` have been created by ``at`` (indices 0..count-1)."""
+        """An upper bound of the entities of ``kind`` created by ``at``: indices ``0..count-1``. Entity
+        ``base + k`` is created within day-fraction ``k / per_day .. (k + 1) / per_day``, so the bound includes
+        the one being created now; callers check ``Life.alive`` for the exact instant."""
         base = self.population[kind]
         days = max(0.0, (at - EPOCH).total_seconds() / 86400)
-        return base + int(base * GROWTH_PER_DAY[kind] * days)
+        return base + int(base * GROWTH_PER_DAY[kind] * days) + (1 if GROWTH_PER_DAY[kind] else 0)
 
     def _life(self, kind: str, index: int) -> Life:
         rng = rng_for(self.seed, kind, "life", index)

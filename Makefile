@@ -1,0 +1,84 @@
+# Everything a newcomer needs goes through here: `make demo`, then `make test`.
+# All local state lives in .local/ (git-ignored): the virtualenv, the embedded warehouse, AIRFLOW_HOME, dbt's target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .local/venv
+BIN := $(VENV)/bin
+CRM := $(BIN)/crm
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+
+.PHONY: help venv demo test lint unit integration manifest docs up down status warehouse-up warehouse-down \
+        psql lock dockerfile-lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@echo "==> creating $(VENV) and installing the locked requirements (first time: about a minute)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	@VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -r requirements.txt -r requirements-dev.txt
+	@VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .local/venv from the lock (only when the lock changed)
+
+demo: venv ## set everything up, run the pipeline end to end, print a summary
+	@$(CRM) demo
+
+test: venv lint ## lint, then unit, DAG and integration tests against a real PostgreSQL, Airflow, dbt and GX
+	@$(CRM) manifest >/dev/null
+	@$(BIN)/pytest
+
+lint: venv dockerfile-lint ## ruff and sqlfluff
+	@echo "==> ruff"
+	@$(BIN)/ruff check include dags tests
+	@$(BIN)/ruff format --check include dags tests
+	@echo "==> sqlfluff"
+	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros --disable-progress-bar --nocolor
+
+dockerfile-lint: venv ## hadolint the Dockerfile (the image cannot be built here: no Docker engine)
+	@echo "==> hadolint"
+	@$(BIN)/hadolint Dockerfile
+
+unit: venv ## only the fast tests
+	@$(BIN)/pytest -m "not integration"
+
+integration: venv ## only the integration tier
+	@$(CRM) manifest >/dev/null
+	@$(BIN)/pytest -m integration
+
+manifest: venv ## build the dbt manifest Cosmos renders from (the Dockerfile's `dbt parse` step)
+	@$(CRM) manifest
+
+docs: venv ## generate the dbt docs site (.local/dbt/target/index.html)
+	@$(CRM) dbt docs generate
+
+up: venv ## start Airflow (api-server, scheduler, dag-processor, triggerer) and print the UI URL
+	@$(CRM) up
+
+down: ## stop exactly the Airflow processes `make up` started
+	@if [ -x $(CRM) ]; then $(CRM) down; fi
+
+status: venv ## which Airflow components are running
+	@$(CRM) status
+
+warehouse-up: venv ## start the embedded warehouse (or check CRM_WAREHOUSE_URL)
+	@$(CRM) warehouse up
+
+warehouse-down: ## stop the embedded warehouse
+	@if [ -x $(CRM) ]; then $(CRM) warehouse down; fi
+
+psql: venv ## open psql on the warehouse
+	@$(CRM) warehouse psql
+
+lock: ## regenerate requirements.txt and requirements-dev.txt from the .in files
+	@test -x $(BIN)/uv || $(MAKE) venv
+	@$(BIN)/uv pip compile --quiet --universal --python-version 3.11 requirements.in -o requirements.txt
+	@$(BIN)/uv pip compile --quiet --universal --python-version 3.11 requirements-dev.in -o requirements-dev.txt
+
+clean: down warehouse-down ## stop everything and delete .local/
+	@rm -rf .local

@@ -1,0 +1,202 @@
+"""``crm``: the project's command line. The Makefile's targets are thin calls into it.
+
+    crm warehouse up|down|url|psql     the embedded (or configured) warehouse
+    crm init                           metadata DB migrated, airflow_settings.yaml loaded, dbt manifest built
+    crm manifest                       rebuild the dbt manifest Cosmos renders from
+    crm airflow ARGS...                any Airflow command with the project's environment
+    crm dbt ARGS...                    any dbt command against the warehouse
+    crm up | down | status             Airflow's components in the background
+    crm demo [--reset]                 init, run the pipeline with `airflow dags test`, print a summary;
+                                       each demo is the next sync of the simulated CRM, --reset starts over
+    crm summary                        the summary alone
+
+Errors the user can fix (a bad ``CRM_WAREHOUSE_URL``, a malformed settings file) print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from crm_pipeline.errors import CrmPipelineError
+
+
+def _step(message: str) -> Callable[[], None]:
+    """Print a progress line now and its duration when the returned callback runs."""
+    started = time.monotonic()
+    print(f"==> {message}", flush=True)
+
+    def done() -> None:
+        print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
+
+    return done
+
+
+def cmd_warehouse(args: argparse.Namespace) -> int:
+    from crm_pipeline.warehouse.embedded import EmbeddedWarehouse
+    from crm_pipeline.warehouse.locate import resolve_warehouse_url
+    from crm_pipeline.warehouse.url import URL_VARIABLE
+
+    external = bool(os.environ.get(URL_VARIABLE, "").strip())
+    if args.action == "down":
+        if external:
+            print(f"{URL_VARIABLE} is set: the configured warehouse is not ours to stop")
+            return 0
+        print("embedded warehouse stopped" if EmbeddedWarehouse().down() else "embedded warehouse was not running")
+        return 0
+    url = resolve_warehouse_url()
+    if args.action == "up":
+        where = "configured by " + URL_VARIABLE if external else f"embedded, data in {EmbeddedWarehouse().pgdata}"
+        print(f"warehouse ready at {url.redacted()} ({where})")
+    elif args.action == "url":
+        print(url.libpq() if args.show_password else url.redacted())
+    elif args.action == "psql":
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        os.execve(str(POSTGRES_BIN_PATH / "psql"), ["psql", url.libpq()], os.environ.copy())  # noqa: S606 - become psql
+    return 0
+
+
+def cmd_init(_: argparse.Namespace) -> int:
+    from crm_pipeline.local_airflow.runner import (
+        build_manifest,
+        ensure_metadata_db,
+        load_settings,
+        local_stack,
+    )
+
+    done = _step("starting the warehouse")
+    stack = local_stack()
+    done()
+    print(f"    warehouse {stack.warehouse.redacted()}, Airflow metadata in database {stack.metadata.database!r}")
+    done = _step("migrating Airflow's metadata database (skipped when already current)")
+    ensure_metadata_db(stack)
+    done()
+    done = _step("loading airflow_settings.yaml (pools, variables, connections)")
+    load_settings(stack)
+    done()
+    done = _step("building the dbt manifest (dbt parse)")
+    print(f"    {build_manifest(stack)}")
+    done()
+    return 0
+
+
+def cmd_manifest(_: argparse.Namespace) -> int:
+    from crm_pipeline.local_airflow.runner import build_manifest, local_stack
+
+    print(build_manifest(local_stack()))
+    return 0
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from crm_pipeline.local_airflow.runner import VENV_BIN, local_stack
+
+    stack = local_stack()
+    os.execve(str(VENV_BIN / "airflow"), ["airflow", *args.rest], stack.env)  # noqa: S606 - become airflow
+    return 0  # not reached
+
+
+def cmd_dbt(args: argparse.Namespace) -> int:
+    from crm_pipeline.local_airflow.runner import local_stack, run_dbt
+
+    return run_dbt(local_stack(), *args.rest, check=False)
+
+
+def cmd_up(_: argparse.Namespace) -> int:
+    from crm_pipeline.local_airflow.runner import start_components
+
+    start_components()
+    return 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    from crm_pipeline.local_airflow.runner import stop_components
+
+    stopped = stop_components()
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    from crm_pipeline.local_airflow.runner import component_set
+
+    running = component_set().running()
+    for entry in running:
+        print(f"{entry.name}: pid {entry.pid}")
+    if not running:
+        print("no Airflow components running (start them with `make up`)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from crm_pipeline.demo import print_summary, reset_demo_data, run_dag_test
+    from crm_pipeline.local_airflow.runner import local_stack, run_dbt
+
+    cmd_init(args)
+    stack = local_stack()
+    if args.reset:
+        done = _step("resetting the demo's raw, staging and mart schemas for a clean first sync")
+        reset_demo_data(stack.warehouse)
+        done()
+    done = _step("running the crm_elt DAG with `airflow dags test` (sync -> raw gates -> dbt -> mart audit)")
+    rc, log_path = run_dag_test(stack, "crm_elt")
+    done()
+    if rc != 0:
+        print(f"the DAG run failed (exit {rc}); full log: {log_path}", file=sys.stderr)
+    else:
+        done = _step("generating the dbt docs site (dbt docs generate)")
+        run_dbt(stack, "docs", "generate", "--quiet", check=False)
+        done()
+    print_summary(stack.warehouse, log_path=log_path)
+    return rc
+
+
+def cmd_summary(_: argparse.Namespace) -> int:
+    from crm_pipeline.demo import print_summary
+    from crm_pipeline.warehouse.locate import resolve_warehouse_url
+
+    print_summary(resolve_warehouse_url())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crm", description="CRM pipeline: local warehouse, Airflow and dbt.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    wh = sub.add_parser("warehouse", help="the warehouse: up, down, url, psql")
+    wh.add_argument("action", choices=["up", "down", "url", "psql"])
+    wh.add_argument("--show-password", action="store_true", help="with url: print the password too")
+    wh.set_defaults(func=cmd_warehouse)
+    sub.add_parser("init", help="migrate Airflow's DB, load settings, build the manifest").set_defaults(func=cmd_init)
+    sub.add_parser("manifest", help="build the dbt manifest").set_defaults(func=cmd_manifest)
+    for name, func in (("airflow", cmd_airflow), ("dbt", cmd_dbt)):
+        p = sub.add_parser(name, help=f"run {name} with the project's environment")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=func)
+    sub.add_parser("up", help="start Airflow's components").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the components `up` started").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="which components are running").set_defaults(func=cmd_status)
+    demo = sub.add_parser("demo", help="run the pipeline end to end and print a summary")
+    demo.add_argument(
+        "--reset",
+        action="store_true",
+        help="drop raw, staging and marts first, so the run is the first (historical) sync again",
+    )
+    demo.set_defaults(func=cmd_demo)
+    sub.add_parser("summary", help="print the pipeline summary").set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CrmPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

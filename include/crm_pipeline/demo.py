@@ -1,0 +1,112 @@
+"""``make demo``: run the pipeline with ``airflow dags test`` and print what it produced.
+
+Airflow's own output goes to a log file; the terminal gets one line per finished task so progress is visible
+without hundreds of log lines. The summary reads the warehouse: rows per raw table and mart, the gate results
+of the last run, and where the dbt docs are.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.local_airflow.runner import VENV_BIN, LocalStack
+from crm_pipeline.paths import LOCAL_DIR
+from crm_pipeline.quality.marts import MART_GATES
+from crm_pipeline.warehouse.url import WarehouseUrl
+
+DEMO_SCHEMAS = ("crm_simulator", "staging", "marts", "analytics")
+_END_TASK = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
+_NEW_STATE = re.compile(r"new_state=(\w+)")
+_FAILURE = re.compile(r"(GateFailed|AirflowFailException|CosmosDbtRunError|Error)[:(] ?(.*)")
+
+
+def reset_demo_data(warehouse: WarehouseUrl) -> None:
+    """Drop the simulator's state, raw tables and dbt schemas so the next run starts from the first sync."""
+    schemas = list(DEMO_SCHEMAS) + sorted({s.raw_schema for s in default_catalogue().streams})
+    with psycopg.connect(warehouse.libpq(), autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+
+
+def run_dag_test(stack: LocalStack, dag_id: str) -> tuple[int, Path]:
+    """Run ``airflow dags test`` and print one line per finished task; return (exit code, log path)."""
+    log_path = Path(stack.env["AIRFLOW_HOME"]) / f"{dag_id}-dags-test.log"
+    state = "?"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "airflow"), "dags", "test", dag_id],
+            env=stack.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if (m := _NEW_STATE.search(line)) and "state updated" in line:
+                state = m.group(1)
+            elif (m := _END_TASK.search(line)) is not None:
+                print(f"    {state:<14} {m.group(1)}", flush=True)
+                state = "?"
+            elif _reports_failure(line) and (f := _FAILURE.search(line)) is not None:
+                print(f"    !! {f.group(0)[:300]}", flush=True)
+        rc = proc.wait()
+    return rc, log_path
+
+
+def _reports_failure(line: str) -> bool:
+    return "Task failed with exception" in line or line.startswith(("crm_pipeline.errors", "airflow.sdk"))
+
+
+def _count(conn: psycopg.Connection, schema: str, table: str) -> int | None:
+    exists = conn.execute("select to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()
+    if not exists or exists[0] is None:
+        return None
+    row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None:
+    print("\n================ CRM pipeline summary ================")
+    print(f"warehouse: {warehouse.redacted()}")
+    with psycopg.connect(warehouse.libpq()) as conn:
+        print("\nraw tables (rows, as Airbyte's Postgres destination writes them):")
+        for spec in default_catalogue().enabled():
+            print(f"  {spec.raw_schema}.{spec.stream:<24} {_fmt(_count(conn, spec.raw_schema, spec.stream))}")
+        print("\nmarts (rows):")
+        for gate in MART_GATES:
+            schema, table = gate.query.split(" from ")[1].split(".")
+            print(f"  {schema}.{table:<32} {_fmt(_count(conn, schema, table))}")
+        print("\ngate results of the last run:")
+        if _count(conn, "crm_audit", "gate_results") is None:
+            print("  (no gate has run yet)")
+        else:
+            rows = conn.execute(
+                "with last_run as (select run_id from crm_audit.gate_results order by checked_at desc limit 1)"
+                " select gate, count(*) filter (where success), count(*),"
+                " string_agg(rule, ', ') filter (where not success)"
+                " from crm_audit.gate_results where run_id = (select run_id from last_run)"
+                " group by gate order by gate"
+            ).fetchall()
+            for gate, passed, total, failed in rows:
+                verdict = "PASS" if passed == total else "FAIL"
+                print(f"  {verdict} {gate:<32} {passed}/{total} rules" + (f"  failed: {failed}" if failed else ""))
+    docs = LOCAL_DIR / "dbt" / "target" / "index.html"
+    print(
+        f"\ndbt docs: {docs if docs.exists() else 'run `make docs` to generate them'}"
+        " (also in the Airflow UI under Browse > dbt docs after `make up`)"
+    )
+    if log_path is not None:
+        print(f"full Airflow log of this run: {log_path}")
+    print("=======================================================")
+
+
+def _fmt(value: int | None) -> str:
+    return "(not created)" if value is None else f"{value:>10,}"

@@ -1,0 +1,73 @@
+"""Load every DAG file in a clean interpreter with network, subprocesses and dbt trapped; print JSON.
+
+Run by test_dag_integrity.py as ``python dagbag_probe.py``. Every trapped call is recorded (and refused), so
+an import that swallowed the refusal is still caught.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+# Airflow itself and its dependencies are imported before the traps are armed: the traps are for the DAG files.
+# (croniter runs `file` through platform.architecture() at its own import.)
+started = time.perf_counter()
+import croniter  # noqa: E402, F401
+from airflow.dag_processing.dagbag import DagBag  # noqa: E402
+
+import_airflow_s = time.perf_counter() - started
+calls: list[str] = []
+
+
+def _trap(what: str):
+    def refuse(*args: object, **kwargs: object) -> None:
+        calls.append(f"{what}: {args[1:2] or args[:1]}")
+        raise OSError(f"{what} is not allowed while parsing DAGs")
+
+    return refuse
+
+
+socket.socket.connect = _trap("socket.connect")  # type: ignore[method-assign]
+socket.socket.connect_ex = _trap("socket.connect_ex")  # type: ignore[method-assign]
+socket.create_connection = _trap("socket.create_connection")  # type: ignore[assignment]
+subprocess.Popen.__init__ = _trap("subprocess")  # type: ignore[method-assign]
+
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+parse_s = time.perf_counter() - started
+
+heavy = ("dbt.cli", "great_expectations", "pandas", "psycopg")
+print(
+    json.dumps(
+        {
+            "import_errors": {k: str(v)[-2000:] for k, v in bag.import_errors.items()},
+            "dags": {
+                dag_id: {
+                    "doc_md": bool(dag.doc_md),
+                    "tags": sorted(dag.tags),
+                    "tasks": [
+                        {
+                            "task_id": t.task_id,
+                            "owner": t.owner,
+                            "retries": t.retries,
+                            "execution_timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                        }
+                        for t in dag.tasks
+                    ],
+                }
+                for dag_id, dag in bag.dags.items()
+            },
+            "trapped_calls": calls,
+            "heavy_modules_imported": sorted(
+                m
+                for m in sys.modules
+                if m.split(".")[0] in {h.split(".")[0] for h in heavy}
+                and any(m == h or m.startswith(h + ".") for h in heavy)
+            ),
+            "seconds": {"import_airflow": import_airflow_s, "parse": parse_s},
+        }
+    )
+)

@@ -1,0 +1,105 @@
+"""The catalogue loads, and every kind of bad entry fails with one message naming file, stream and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from crm_pipeline.catalogue import CATALOGUE_FILE, load_catalogue, parse_frequency
+from crm_pipeline.errors import CatalogueError
+
+
+def _stream(**overrides: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "source": "hubspot",
+        "stream": "deals",
+        "airbyte_connection": {"variable": "airbyte_connection_hubspot"},
+        "sync_mode": "incremental_append_deduped",
+        "primary_key": ["id"],
+        "cursor_field": "updatedAt",
+        "frequency": "1h",
+        "owner": "sales-ops",
+        "expected_rows_per_sync": {"min": 1, "max": 10},
+        "columns": {"id": "string", "updatedAt": "timestamp_with_timezone", "properties_email": "string"},
+    }
+    entry.update(overrides)
+    return entry
+
+
+def _write(tmp_path: Path, *streams: dict[str, Any]) -> Path:
+    path = tmp_path / "crm_streams.yml"
+    path.write_text(yaml.safe_dump({"streams": list(streams)}))
+    return path
+
+
+def test_project_catalogue_loads_and_derives_names() -> None:
+    catalogue = load_catalogue(CATALOGUE_FILE)
+    deals = catalogue.get("hubspot.deals")
+    assert deals.raw_schema == "raw_hubspot"
+    assert deals.asset_uri == "airbyte://hubspot/deals"
+    assert {s.key for s in catalogue.enabled()} >= {"hubspot.contacts", "hubspot.companies", "hubspot.deals"}
+    for spec in catalogue.streams:  # PII and keys always name real columns
+        assert set(spec.pii_columns) <= set(spec.columns)
+        assert set(spec.primary_key) <= set(spec.columns)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"cursor_field": "updated"}, "'cursor_field' must be one of the stream's columns, got 'updated'"),
+        ({"cursor_field": None}, "'cursor_field' is required for sync_mode 'incremental_append_deduped'"),
+        ({"primary_key": ["deal_id"]}, "'primary_key' must name the stream's columns, got 'deal_id'"),
+        ({"pii_columns": ["email"]}, "'pii_columns' must name the stream's columns, got 'email'"),
+        ({"sync_mode": "mirror"}, "'sync_mode' Input should be"),
+        ({"frequency": "every hour"}, "'frequency' Value error, must be a 5-field cron expression"),
+        ({"colour": "blue"}, "'colour' is not a known field"),
+        (
+            {"expected_rows_per_sync": {"min": 5, "max": 1}},
+            "'expected_rows_per_sync' min must not exceed max",
+        ),
+        ({"stream": "deals; drop table x"}, "'stream' String should match pattern"),
+        ({"columns": {"id": "string", "updatedAt": "varchar"}}, "'columns.updatedAt' Input should be"),
+        (
+            {"checks": [{"rule": "email_format", "column": "nope"}]},
+            "'checks' rule 'email_format' names an unknown",
+        ),
+    ],
+)
+def test_bad_entry_names_file_stream_and_field(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:
+    path = _write(tmp_path, _stream(**overrides))
+    with pytest.raises(CatalogueError) as excinfo:
+        load_catalogue(path)
+    text = str(excinfo.value)
+    assert text.startswith("crm_streams.yml: stream 'hubspot.")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_duplicate_stream_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(CatalogueError, match=r"'hubspot\.deals': declared twice"):
+        load_catalogue(_write(tmp_path, _stream(), _stream()))
+
+
+def test_unreadable_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(CatalogueError, match="catalogue file not found"):
+        load_catalogue(tmp_path / "missing.yml")
+    broken = tmp_path / "crm_streams.yml"
+    broken.write_text("streams: [unclosed")
+    with pytest.raises(CatalogueError, match=r"crm_streams\.yml: not valid YAML"):
+        load_catalogue(broken)
+
+
+def test_full_refresh_needs_no_cursor(tmp_path: Path) -> None:
+    spec = load_catalogue(_write(tmp_path, _stream(sync_mode="full_refresh_overwrite", cursor_field=None))).streams[0]
+    assert spec.cursor_field is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("6h", "6:00:00"), ("30m", "0:30:00"), ("1d", "1 day, 0:00:00"), ("0 */6 * * *", "0 */6 * * *")],
+)
+def test_frequency_accepts_intervals_and_cron(text: str, expected: str) -> None:
+    assert str(parse_frequency(text)) == expected

@@ -1,0 +1,39 @@
+"""Gate rules follow from the catalogue entry: keys, contract, volume, cursor and the declared checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.quality.rules import raw_batch_query, raw_rules
+
+
+def test_deals_rules_are_named_by_stream_rule_and_column() -> None:
+    spec = default_catalogue().get("hubspot.deals")
+    names = {r.name for r in raw_rules(spec, datetime.now(UTC))}
+    assert names == {
+        "hubspot.deals:primary_key_not_null:id",
+        "hubspot.deals:primary_key_unique:id",
+        "hubspot.deals:contract_columns_present",
+        "hubspot.deals:row_count_in_range",
+        "hubspot.deals:cursor_not_in_future:updatedAt",
+        "hubspot.deals:non_negative:properties_amount",
+        "hubspot.deals:accepted_values:properties_dealstage",
+    }
+
+
+def test_union_columns_are_checked_through_a_numeric_projection() -> None:
+    spec = default_catalogue().get("hubspot.deals")
+    (rule,) = [r for r in raw_rules(spec, datetime.now(UTC)) if r.rule == "non_negative"]
+    assert rule.kwargs["column"] == "properties_amount__numeric"
+    query = raw_batch_query(spec, 42)
+    assert 'as "properties_amount__numeric"' in query
+    assert query.endswith("(_airbyte_meta ->> 'sync_id')::bigint = 42")
+
+
+def test_sync_id_must_be_an_integer() -> None:
+    import pytest
+
+    spec = default_catalogue().get("hubspot.contacts")
+    with pytest.raises(ValueError, match="invalid literal"):
+        raw_batch_query(spec, "7; drop table x")  # type: ignore[arg-type]
