@@ -46,7 +46,8 @@ class WarehouseUrl:
         """The URL with the password masked, for messages and logs."""
         if not self.password:
             return self.libpq()
-        return replace(self, password="***")  # noqa: S106 - the mask itself.libpq().replace("%2A%2A%2A", "***")
+        masked = replace(self, password="***")  # noqa: S106 - the mask itself
+        return masked.libpq().replace("%2A%2A%2A", "***")
 
     def with_database(self, database: str) -> WarehouseUrl:
         return replace(self, database=database)
