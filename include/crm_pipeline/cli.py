@@ -54,9 +54,9 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     elif args.action == "url":
         print(url.libpq() if args.show_password else url.redacted())
     elif args.action == "psql":
-        from pgserver._commands import POSTGRES_BIN_PATH
+        from crm_pipeline.warehouse.embedded import pgserver_modules
 
-        os.execve(str(POSTGRES_BIN_PATH / "psql"), ["psql", url.libpq()], os.environ.copy())  # noqa: S606 - become psql
+        os.execve(str(pgserver_modules()[0] / "psql"), ["psql", url.libpq()], os.environ.copy())  # noqa: S606 - become psql
     return 0
 
 

@@ -18,8 +18,10 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 
@@ -50,6 +52,16 @@ def _free_port(preferred: int | None = None) -> int:
                 continue
             return int(sock.getsockname()[1])
     raise EmbeddedWarehouseError("no free TCP port on 127.0.0.1")
+
+
+def pgserver_modules() -> tuple[Path, ModuleType]:
+    """The wheel's binary directory and its helper module. pgserver asks platformdirs for a runtime directory at
+    import (and warns when XDG_RUNTIME_DIR is unset); we never use it, so the warning is silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver import utils
+        from pgserver._commands import POSTGRES_BIN_PATH
+    return POSTGRES_BIN_PATH, utils
 
 
 def _pid_alive(pid: int) -> bool:
@@ -114,18 +126,15 @@ class EmbeddedWarehouse:
     def _system_user(self) -> str | None:
         if os.geteuid() != 0:
             return None
-        from pgserver.utils import ensure_user_exists  # the wheel's own helper, used as the wheel does
-
-        ensure_user_exists(_SYSTEM_USER_WHEN_ROOT)
+        pgserver_modules()[1].ensure_user_exists(_SYSTEM_USER_WHEN_ROOT)  # the wheel's helper, used as it does
         return _SYSTEM_USER_WHEN_ROOT
 
     def _pg(self, tool: str, *args: str, timeout: int = 120) -> str:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
+        bin_dir = pgserver_modules()[0]
         user = self._system_user()
         try:
             proc = subprocess.run(
-                [str(POSTGRES_BIN_PATH / tool), *args],
+                [str(bin_dir / tool), *args],
                 user=user,
                 capture_output=True,
                 text=True,
@@ -148,14 +157,12 @@ class EmbeddedWarehouse:
         import pwd
         import stat
 
-        from pgserver._commands import POSTGRES_BIN_PATH
-        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
-
-        ensure_prefix_permissions(self.pgdata)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        bin_dir, utils = pgserver_modules()
+        utils.ensure_prefix_permissions(self.pgdata)
+        utils.ensure_prefix_permissions(bin_dir)
         read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
-        ensure_folder_permissions(POSTGRES_BIN_PATH, read | execute)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+        utils.ensure_folder_permissions(bin_dir, read | execute)
+        utils.ensure_folder_permissions(bin_dir.parent / "lib", read)
         entry = pwd.getpwnam(user)
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
 
