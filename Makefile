@@ -19,6 +19,7 @@ help: ## list the targets
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "==> creating $(VENV) and installing the locked requirements (first time: about a minute)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	@VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -r requirements.txt -r requirements-dev.txt
 	@VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet --no-deps -e .

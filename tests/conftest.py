@@ -20,7 +20,9 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_home / 'unused.db'}",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-        "DBT_TARGET_PATH": os.environ.get("DBT_TARGET_PATH", str(PROJECT_DIR / ".local" / "dbt" / "target")),
+        "CRM_DBT_MANIFEST": os.environ.get(
+            "CRM_DBT_MANIFEST", str(PROJECT_DIR / ".local" / "dbt" / "manifest" / "manifest.json")
+        ),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "GX_ANALYTICS_ENABLED": "False",
     }

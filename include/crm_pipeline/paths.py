@@ -27,14 +27,14 @@ GX_DIR = LOCAL_DIR / "gx"
 WAREHOUSE_CONN_ID = "crm_warehouse"
 
 
-def dbt_target_dir() -> Path:
-    """dbt's target dir: ``DBT_TARGET_PATH`` when set (dbt reads it too), else ``dbt_project/target``.
-
-    The image builds the manifest into ``dbt_project/target``; local runs set ``DBT_TARGET_PATH`` under
-    ``.local/`` so the checkout stays clean.
-    """
-    return Path(os.environ.get("DBT_TARGET_PATH", DBT_PROJECT_DIR / "target"))
+DBT_MANIFEST_VARIABLE = "CRM_DBT_MANIFEST"
 
 
 def dbt_manifest_path() -> Path:
-    return dbt_target_dir() / "manifest.json"
+    """The manifest Cosmos renders from: ``CRM_DBT_MANIFEST`` (local runs: ``.local/dbt/manifest/``), else the one
+    the image build wrote to ``dbt_project/target``.
+
+    Only ``crm manifest`` or the image build write it. dbt commands that tasks run must never write there: running
+    tasks would overwrite it while other tasks parse it (we saw truncated JSON under the real scheduler).
+    """
+    return Path(os.environ.get(DBT_MANIFEST_VARIABLE, DBT_PROJECT_DIR / "target" / "manifest.json"))

@@ -8,19 +8,38 @@ warehouse server, the warehouse connection from the resolved warehouse URL, dbt 
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from crm_pipeline.paths import (
     AIRFLOW_HOME,
     DAGS_DIR,
+    DBT_MANIFEST_VARIABLE,
     DBT_PROJECT_DIR,
     LOCAL_DIR,
     PROJECT_DIR,
     WAREHOUSE_CONN_ID,
 )
 from crm_pipeline.warehouse.url import WarehouseUrl
+
+
+def local_secret(airflow_home: Path, name: str, factory: Callable[[], str]) -> str:
+    """A secret generated once per AIRFLOW_HOME and kept there (mode 0600).
+
+    Every component must share the JWT secret and the Fernet key: left to Airflow, components started together
+    each generate their own, and the api-server then rejects the scheduler's task tokens ("Invalid auth token").
+    """
+    path = airflow_home / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        path.write_text(factory())
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def airflow_environment(
@@ -46,6 +65,10 @@ def airflow_environment(
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__API_AUTH__JWT_SECRET": local_secret(airflow_home, "jwt_secret", lambda: secrets.token_urlsafe(32)),
+        "AIRFLOW__CORE__FERNET_KEY": local_secret(
+            airflow_home, "fernet_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        ),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse.airflow_conn_uri(),
@@ -54,8 +77,8 @@ def airflow_environment(
         "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": (
             '{"crm": {"dir": "' + str(dbt_dir / "target") + '", "name": "CRM warehouse"}}'
         ),
-        # dbt: artefacts under .local/, no anonymous usage pings.
-        "DBT_TARGET_PATH": str(dbt_dir / "target"),
+        # dbt: Cosmos renders from a manifest nobody else writes; task runs use Cosmos' own temporary targets.
+        DBT_MANIFEST_VARIABLE: str(dbt_dir / "manifest" / "manifest.json"),
         "DBT_LOG_PATH": str(dbt_dir / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),

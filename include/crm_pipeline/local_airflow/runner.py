@@ -15,7 +15,7 @@ from pathlib import Path
 
 from crm_pipeline.local_airflow.environment import airflow_environment
 from crm_pipeline.local_airflow.processes import COMPONENTS, ProcessSet
-from crm_pipeline.paths import AIRFLOW_HOME, DBT_PROJECT_DIR
+from crm_pipeline.paths import AIRFLOW_HOME, DBT_MANIFEST_VARIABLE, DBT_PROJECT_DIR, LOCAL_DIR
 from crm_pipeline.warehouse.locate import airflow_metadata_url, resolve_warehouse_url
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -43,6 +43,7 @@ def dbt_env(warehouse: WarehouseUrl, base: dict[str, str]) -> dict[str, str]:
     """Variables ``dbt_project/profiles.yml`` reads, for bare dbt runs outside Airflow."""
     return {
         **base,
+        "DBT_TARGET_PATH": str(LOCAL_DIR / "dbt" / "target"),
         "CRM_WAREHOUSE_HOST": warehouse.host,
         "CRM_WAREHOUSE_PORT": str(warehouse.port),
         "CRM_WAREHOUSE_USER": warehouse.user,
@@ -91,9 +92,9 @@ def _newest_dbt_source() -> float:
 def build_manifest(stack: LocalStack, *, force: bool = False) -> Path:
     """``dbt parse``: the manifest Cosmos renders from (no warehouse connection needed). Skipped while the
     manifest is newer than every file of the dbt project, which saves dbt's ~6 s start-up on each command."""
-    manifest = Path(stack.env["DBT_TARGET_PATH"]) / "manifest.json"
+    manifest = Path(stack.env[DBT_MANIFEST_VARIABLE])
     if force or not manifest.exists() or manifest.stat().st_mtime < _newest_dbt_source():
-        run_dbt(stack, "parse", "--quiet")
+        run_dbt(stack, "parse", "--quiet", "--target-path", str(manifest.parent))
     return manifest
 
 
