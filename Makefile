@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
 .PHONY: help venv demo test lint unit integration manifest docs up down status warehouse-up warehouse-down \
-        psql lock dockerfile-lint clean
+        psql lock dockerfile-lint image-replay clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ venv: $(STAMP) ## create .local/venv from the lock (only when the lock changed)
 demo: venv ## set everything up, run the pipeline end to end, print a summary
 	@$(CRM) demo
 
-test: venv lint ## lint, then unit, DAG and integration tests against a real PostgreSQL, Airflow, dbt and GX
+test: venv lint image-replay ## lint, replay the image build, then unit, DAG and integration tests (real PostgreSQL, Airflow, dbt, GX)
 	@$(CRM) manifest >/dev/null
 	@$(BIN)/pytest
 
@@ -44,6 +44,10 @@ lint: venv dockerfile-lint ## ruff and sqlfluff
 dockerfile-lint: venv ## hadolint the Dockerfile (the image cannot be built here: no Docker engine)
 	@echo "==> hadolint"
 	@$(BIN)/hadolint Dockerfile
+
+image-replay: venv ## replay the Dockerfile's steps without Docker: pip install of the lock, RUN steps, DAG parse
+	@echo "==> replaying the image build (first time: pip installs the lock, about 90 s)"
+	@$(BIN)/python -m crm_pipeline.image_replay
 
 unit: venv ## only the fast tests
 	@$(BIN)/pytest -m "not integration"
