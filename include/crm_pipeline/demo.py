@@ -79,11 +79,12 @@ def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None
     with psycopg.connect(warehouse.libpq()) as conn:
         print("\nraw tables (rows, as Airbyte's Postgres destination writes them):")
         for spec in default_catalogue().enabled():
-            print(f"  {spec.raw_schema}.{spec.stream:<24} {_fmt(_count(conn, spec.raw_schema, spec.stream))}")
+            name = f"{spec.raw_schema}.{spec.stream}"
+            print(f"  {name:<36} {_fmt(_count(conn, spec.raw_schema, spec.stream))}")
         print("\nmarts (rows):")
         for gate in MART_GATES:
             schema, table = gate.query.split(" from ")[1].split(".")
-            print(f"  {schema}.{table:<32} {_fmt(_count(conn, schema, table))}")
+            print(f"  {schema + '.' + table:<36} {_fmt(_count(conn, schema, table))}")
         print("\ngate results of the last run:")
         if _count(conn, "crm_audit", "gate_results") is None:
             print("  (no gate has run yet)")
@@ -97,7 +98,7 @@ def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None
             ).fetchall()
             for gate, passed, total, failed in rows:
                 verdict = "PASS" if passed == total else "FAIL"
-                print(f"  {verdict} {gate:<32} {passed}/{total} rules" + (f"  failed: {failed}" if failed else ""))
+                print(f"  {verdict} {gate:<38} {passed}/{total} rules" + (f"  failed: {failed}" if failed else ""))
     docs = LOCAL_DIR / "dbt" / "target" / "index.html"
     print(
         f"\ndbt docs: {docs if docs.exists() else 'run `make docs` to generate them'}"

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.sources.simulator.hubspot import changed_records
 from crm_pipeline.sources.simulator.world import EPOCH, World
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -27,11 +28,11 @@ VARIABLES = {"crm_simulator_seed": str(SEED), "crm_simulator_scale": SCALE, "crm
 def expected_dim_contacts() -> dict[str, tuple[Any, ...]]:
     """dim_contacts after the first sync, derived from the simulator's records in Python."""
     world = World(SEED, SCALE)
-    companies = {c["id"]: c for c in changed_records(world, "companies", None, EPOCH, 0.05)}
-    contacts = list(changed_records(world, "contacts", None, EPOCH, 0.05))
+    companies = {c["id"]: c for _, c in changed_records(world, "companies", None, EPOCH, 0.05)}
+    contacts = [c for _, c in changed_records(world, "contacts", None, EPOCH, 0.05)]
     open_deals: dict[str, int] = defaultdict(int)
     won: dict[str, Decimal] = defaultdict(Decimal)
-    for deal in changed_records(world, "deals", None, EPOCH, 0.05):
+    for _, deal in changed_records(world, "deals", None, EPOCH, 0.05):
         contact_id = deal["contacts"][0]
         if deal["properties_dealstage"] == "closedwon":
             won[contact_id] += Decimal(str(deal["properties_amount"]))
@@ -84,12 +85,8 @@ def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, w
 
     results = gate_results(warehouse)
     gates = {gate for gate, *_ in results}
-    assert gates == {
-        "raw__hubspot__contacts",
-        "raw__hubspot__companies",
-        "raw__hubspot__deals",
-        "mart__dim_contacts",
-    }
+    streams = default_catalogue().enabled()
+    assert gates == {f"raw__{s.source}__{s.stream}" for s in streams} | {"mart__dim_contacts"}
     assert all(success for _, _, success, _ in results)
 
 

@@ -8,14 +8,14 @@ from crm_pipeline.sources.simulator.hubspot import changed_records
 from crm_pipeline.sources.simulator.world import EPOCH, World
 
 
-def _ids(records: list[dict]) -> list[str]:
-    return [r["id"] for r in records]
+def records(world: World, stream: str, since, until) -> list[dict]:
+    return [record for _, record in changed_records(world, stream, since, until, 0.05)]
 
 
 def test_same_seed_same_company_other_seed_other_company() -> None:
-    first = list(changed_records(World(7, "XS"), "contacts", None, EPOCH, 0.05))
-    again = list(changed_records(World(7, "XS"), "contacts", None, EPOCH, 0.05))
-    other = list(changed_records(World(8, "XS"), "contacts", None, EPOCH, 0.05))
+    first = records(World(7, "XS"), "contacts", None, EPOCH)
+    again = records(World(7, "XS"), "contacts", None, EPOCH)
+    other = records(World(8, "XS"), "contacts", None, EPOCH)
     assert first == again
     assert [r["properties_email"] for r in first] != [r["properties_email"] for r in other]
 
@@ -23,15 +23,15 @@ def test_same_seed_same_company_other_seed_other_company() -> None:
 def test_incremental_windows_replay_to_the_full_snapshot() -> None:
     """Applying each window's records by key (what dedup does) ends in the full snapshot at the last instant."""
     world = World(3, "S")
-    state = {r["id"]: r for r in changed_records(world, "deals", None, EPOCH, 0.0)}
+    state = {r["id"]: r for r in records(world, "deals", None, EPOCH)}
     since = EPOCH
     for _ in range(48):
         until = since + timedelta(hours=6)
-        for record in changed_records(world, "deals", since, until, 0.0):
+        for record in records(world, "deals", since, until):
             assert since < record["updatedAt"] <= until
             state[record["id"]] = record
         since = until
-    snapshot = {r["id"]: r for r in changed_records(world, "deals", None, since, 0.0)}
+    snapshot = {r["id"]: r for r in records(world, "deals", None, since)}
     # Archived deals are not emitted (as HubSpot's search API does not), so the replay holds a superset.
     assert set(snapshot) <= set(state)
     assert all(state[key] == snapshot[key] for key in snapshot)
@@ -42,17 +42,17 @@ def test_records_have_the_catalogue_columns_and_merges_show_on_the_survivor() ->
     from crm_pipeline.catalogue import default_catalogue
 
     world = World(7, "S")
-    contacts = list(changed_records(world, "contacts", None, EPOCH + timedelta(days=60), 0.05))
+    contacts = records(world, "contacts", None, EPOCH + timedelta(days=60))
     columns = set(default_catalogue().get("hubspot.contacts").columns)
     assert set(contacts[0]) == columns
     survivors = [c for c in contacts if c["properties_hs_merged_object_ids"]]
     assert survivors, "1% of contacts merge: some survivors exist at scale S"
     merged_away = {m for c in survivors for m in c["properties_hs_merged_object_ids"].split(";")}
-    assert merged_away.isdisjoint(_ids(contacts)), "merged-away contacts are no longer emitted"
+    assert merged_away.isdisjoint(c["id"] for c in contacts), "merged-away contacts are no longer emitted"
 
 
 def test_deal_amounts_are_numbers_and_stages_known() -> None:
-    deals = list(changed_records(World(7, "XS"), "deals", None, EPOCH, 0.05))
+    deals = records(World(7, "XS"), "deals", None, EPOCH)
     assert all(isinstance(d["properties_amount"], float) and d["properties_amount"] > 0 for d in deals)
     assert {d["properties_dealstage"] for d in deals} <= {
         "appointmentscheduled",

@@ -78,6 +78,12 @@ def _index_sql(spec: StreamSpec, schema: str, table: str) -> list[sql.Composed]:
 def ensure_raw_table(conn: psycopg.Connection, spec: StreamSpec) -> None:
     conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(spec.raw_schema)))
     conn.execute(_create_table_sql(spec, table_ident(spec)))
+    for name, airbyte_type in spec.columns.items():  # a column the source sends again is propagated back
+        conn.execute(
+            sql.SQL("alter table {} add column if not exists {} {}").format(
+                table_ident(spec), sql.Identifier(name), sql.SQL(POSTGRES_TYPES[airbyte_type])
+            )
+        )
     for stmt in _index_sql(spec, spec.raw_schema, spec.stream):
         conn.execute(stmt)
 

@@ -1,194 +1,72 @@
-"""The simulated company as source-hubspot emits it: contacts, companies and deals records.
+"""The simulated company as source-hubspot emits it.
 
-Records carry the columns the catalogue declares for each stream (``id``, ``createdAt``, ``updatedAt``,
-``archived``, association arrays, the ``properties`` object and its flattened ``properties_*`` columns).
-Archived and merged-away records are not emitted, as the connector's search endpoint returns live objects
-only; a merge shows on the survivor as ``hs_merged_object_ids`` and a new ``updatedAt``.
-
-Realistic dirt (upper-case or padded emails, ``www.``/``https://`` domains, mixed phone formats) is drawn at
-``dirt_rate`` so staging's normalisation has something to do.
+Streams: ``companies``, ``contacts``, ``deals`` (CRM v3 objects: ``id``, ``createdAt``, ``updatedAt``, ``archived``,
+association arrays, the ``properties`` object and its flattened ``properties_*`` columns), ``owners``,
+``deal_pipelines`` and the legacy ``engagements`` (integer ids, epoch-millisecond times, flattened
+``associations_*`` and ``metadata_*``). Archived and merged-away objects are not emitted, as the connector's search
+endpoint returns live objects only; a merge shows on the survivor as ``hs_merged_object_ids`` and a new
+``updatedAt``. See docs/raw-contract.md.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from crm_pipeline.sources.simulator.world import World, _dt, rng_for
+from crm_pipeline.sources.simulator.profiles import (
+    company_profile,
+    dirty_email,
+    format_phone,
+    owner_of,
+    owner_profile,
+    person_profile,
+)
+from crm_pipeline.sources.simulator.world import EPOCH, Life, World, _dt, rng_for
 
-FIRST_NAMES = (
-    "Ada",
-    "Bruno",
-    "Chloe",
-    "Dmitri",
-    "Elena",
-    "Farid",
-    "Grace",
-    "Hiro",
-    "Ines",
-    "Jonas",
-    "Kira",
-    "Liam",
-    "Maya",
-    "Nikolai",
-    "Olga",
-    "Pedro",
-    "Quinn",
-    "Rosa",
-    "Sven",
-    "Tara",
-    "Uma",
-    "Viktor",
-    "Wen",
-    "Ximena",
-    "Yusuf",
-    "Zoe",
-)
-LAST_NAMES = (
-    "Anders",
-    "Baptiste",
-    "Costa",
-    "Dubois",
-    "Eriksen",
-    "Fischer",
-    "Garcia",
-    "Hansen",
-    "Ito",
-    "Jansen",
-    "Kowalski",
-    "Larsen",
-    "Moreau",
-    "Novak",
-    "Okafor",
-    "Petrov",
-    "Quiroga",
-    "Rossi",
-    "Schmidt",
-    "Tanaka",
-    "Ulloa",
-    "Varga",
-    "Weber",
-    "Xu",
-    "Yilmaz",
-    "Zimmer",
-)
-ADJECTIVES = (
-    "Bright",
-    "Cedar",
-    "Delta",
-    "Ember",
-    "Fjord",
-    "Granite",
-    "Harbor",
-    "Iron",
-    "Juniper",
-    "Kestrel",
-    "Lumen",
-    "Maple",
-    "Nimbus",
-    "Orchid",
-    "Pioneer",
-    "Quartz",
-    "River",
-    "Summit",
-    "Tidal",
-    "Vertex",
-)
-NOUNS = (
-    "Analytics",
-    "Bakery",
-    "Robotics",
-    "Logistics",
-    "Health",
-    "Foods",
-    "Energy",
-    "Media",
-    "Systems",
-    "Textiles",
-    "Dynamics",
-    "Labs",
-    "Networks",
-    "Partners",
-    "Studios",
-    "Works",
-)
-SUFFIXES = ("Inc", "GmbH", "Ltd", "SA", "BV", "AB", "LLC", "Oy")
-INDUSTRIES = (
-    "COMPUTER_SOFTWARE",
-    "FOOD_PRODUCTION",
-    "HOSPITAL_HEALTH_CARE",
-    "LOGISTICS_AND_SUPPLY_CHAIN",
-    "MARKETING_AND_ADVERTISING",
-    "RENEWABLES_ENVIRONMENT",
-    "RETAIL",
-    "TEXTILES",
-)
-PLACES = (
-    ("Berlin", "Germany"),
-    ("Lyon", "France"),
-    ("Austin", "United States"),
-    ("Osaka", "Japan"),
-    ("Porto", "Portugal"),
-    ("Gdansk", "Poland"),
-    ("Toronto", "Canada"),
-    ("Malmo", "Sweden"),
-)
-TLDS = ("com", "io", "de", "fr", "co")
-LIFECYCLE = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer")
-OPEN_STAGES = (
+OPEN_STAGES_HUBSPOT = (
     "appointmentscheduled",
     "qualifiedtobuy",
     "presentationscheduled",
     "decisionmakerboughtin",
     "contractsent",
 )
+LIFECYCLE = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer")
 CLOSED_STAGES = ("closedwon", "closedlost")
-PERSONAL_DOMAINS = ("gmail.com", "outlook.com", "proton.me")
+STAGE_PROBABILITY = {
+    "appointmentscheduled": "0.2",
+    "qualifiedtobuy": "0.4",
+    "presentationscheduled": "0.6",
+    "decisionmakerboughtin": "0.8",
+    "contractsent": "0.9",
+    "closedwon": "1.0",
+    "closedlost": "0.0",
+}
+ENGAGEMENT_TYPES = ("NOTE", "EMAIL", "CALL", "MEETING", "TASK")
 
 COMPANY_ID_BASE = 10_000_000
 CONTACT_ID_BASE = 50_000_000
 DEAL_ID_BASE = 90_000_000
 OWNER_ID_BASE = 700_000
+ENGAGEMENT_ID_BASE = 30_000_000_000
 
 
 def _iso(ts: datetime) -> str:
     return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def company_domain(world: World, index: int) -> str:
-    rng = rng_for(world.seed, "company", "attrs", index)
-    adjective, noun = rng.choice(ADJECTIVES), rng.choice(NOUNS)
-    return f"{adjective}{noun}{index}.{rng.choice(TLDS)}".lower()
+def _ms(ts: float) -> int:
+    return round(ts * 1000)
 
 
-def owner_id(world: World, rng: random.Random) -> str:
-    return str(OWNER_ID_BASE + rng.randrange(world.population["owner"]))
-
-
-def _dirty_domain(domain: str, rng: random.Random, dirt_rate: float) -> str:
+def _dirty_domain(domain: str, world: World, index: int, dirt_rate: float) -> str:
+    rng = rng_for(world.seed, "hubspot", "domain", index)
     if rng.random() >= dirt_rate:
         return domain
     return rng.choice((f"www.{domain}", f"https://www.{domain}/", domain.upper(), f"http://{domain}"))
 
 
-def _phone(rng: random.Random, dirt_rate: float) -> str | None:
-    if rng.random() < 0.1:
-        return None
-    digits = f"{rng.randrange(200, 999)}{rng.randrange(200, 999)}{rng.randrange(1000, 9999)}"
-    if rng.random() >= dirt_rate:
-        return f"+1{digits}"
-    return rng.choice(
-        (
-            f"({digits[:3]}) {digits[3:6]}-{digits[6:]}",
-            f"1-{digits[:3]}-{digits[3:6]}-{digits[6:]}",
-            f"{digits[:3]}.{digits[3:6]}.{digits[6:]}",
-        )
-    )
-
-
-def _record(
+def _object(
     index_base: int,
     index: int,
     created: datetime,
@@ -211,77 +89,58 @@ def _record(
     return record
 
 
+def owner_id(world: World, kind: str, index: int, version: int, every: int = 3) -> str:
+    return str(OWNER_ID_BASE + owner_of(world, kind, index, version, every=every))
+
+
 def company(world: World, index: int, at: datetime, dirt_rate: float) -> dict[str, Any]:
     life = world.life("company", index)
-    base = rng_for(world.seed, "company", "attrs", index)
-    adjective, noun = base.choice(ADJECTIVES), base.choice(NOUNS)
-    base.choice(TLDS)
-    name = f"{adjective} {noun} {base.choice(SUFFIXES)}"
-    city, country = base.choice(PLACES)
+    profile = company_profile(world, index)
     now = at.timestamp()
     version = life.version(now)
-    current = rng_for(world.seed, "company", "v", index, version)
     updated = _dt(life.updated(now))
+    rng = rng_for(world.seed, "hubspot", "company", index)
     props = {
-        "name": name,
-        "domain": _dirty_domain(company_domain(world, index), base, dirt_rate),
-        "phone": _phone(base, dirt_rate),
-        "industry": base.choice(INDUSTRIES),
-        "city": city,
-        "country": country,
-        "hubspot_owner_id": owner_id(world, current),
-        "numberofemployees": int(base.lognormvariate(4, 1.2)) + 1,
-        "annualrevenue": round(base.lognormvariate(14, 1.5), 2),
+        "name": profile.name,
+        "domain": _dirty_domain(profile.domain, world, index, dirt_rate),
+        "phone": format_phone(profile.phone_digits, rng, dirt_rate),
+        "industry": profile.industry,
+        "city": profile.city,
+        "country": profile.country,
+        "hubspot_owner_id": owner_id(world, "company", index, version),
+        "numberofemployees": profile.employees,
+        "annualrevenue": profile.revenue,
         "createdate": life.created_at,
         "hs_lastmodifieddate": updated,
         "hs_merged_object_ids": None,
     }
-    contacts_now = []  # associations are filled from the contact side; HubSpot returns them both ways
-    return _record(COMPANY_ID_BASE, index, life.created_at, updated, props, {"contacts": contacts_now})
-
-
-def contact_company_index(world: World, index: int) -> int:
-    life = world.life("contact", index)
-    rng = rng_for(world.seed, "contact", "company", index)
-    return rng.randrange(world.count("company", life.created_at))
+    return _object(COMPANY_ID_BASE, index, life.created_at, updated, props, {"contacts": []})
 
 
 def contact(world: World, index: int, at: datetime, dirt_rate: float) -> dict[str, Any]:
     life = world.life("contact", index)
-    base = rng_for(world.seed, "contact", "attrs", index)
-    first, last = base.choice(FIRST_NAMES), base.choice(LAST_NAMES)
-    company_index = contact_company_index(world, index)
-    personal = base.random() < 0.15
-    domain = base.choice(PERSONAL_DOMAINS) if personal else company_domain(world, company_index)
-    email = f"{first}.{last}{index}@{domain}".lower()
-    if base.random() < dirt_rate:
-        email = base.choice((email.upper(), f"  {email} ", email.capitalize()))
+    person = person_profile(world, index)
+    rng = rng_for(world.seed, "hubspot", "contact", index)
     now = at.timestamp()
     merges = world.merges_into(index, now)
     version = life.version(now)
     updated = _dt(max([life.updated(now), *(t for _, t in merges)]))
-    stage_rng = rng_for(world.seed, "contact", "stage", index)
-    start = stage_rng.randrange(3)
+    start = rng_for(world.seed, "contact", "stage", index).randrange(3)
+    employer = company_profile(world, person.company_index) if person.company_index is not None else None
     props = {
-        "email": email,
-        "firstname": first,
-        "lastname": last,
-        "phone": _phone(base, dirt_rate),
-        "company": None if personal else company_domain(world, company_index).split(".")[0],
+        "email": dirty_email(person.email, rng, dirt_rate),
+        "firstname": person.first,
+        "lastname": person.last,
+        "phone": format_phone(person.phone_digits, rng, dirt_rate),
+        "company": employer.stem if employer else None,
         "lifecyclestage": LIFECYCLE[min(start + version // 2, len(LIFECYCLE) - 1)],
-        "hubspot_owner_id": owner_id(world, rng_for(world.seed, "contact", "owner", index, version // 3)),
+        "hubspot_owner_id": owner_id(world, "contact", index, version),
         "createdate": life.created_at,
         "lastmodifieddate": updated,
         "hs_merged_object_ids": ";".join(str(CONTACT_ID_BASE + m) for m, _ in merges) or None,
     }
-    return _record(
-        CONTACT_ID_BASE,
-        index,
-        life.created_at,
-        updated,
-        props,
-        {"companies": [] if personal else [str(COMPANY_ID_BASE + company_index)]},
-    )
+    companies = [str(COMPANY_ID_BASE + person.company_index)] if person.company_index is not None else []
+    return _object(CONTACT_ID_BASE, index, life.created_at, updated, props, {"companies": companies})
 
 
 def deal_stage(world: World, index: int, version: int) -> str:
@@ -289,32 +148,30 @@ def deal_stage(world: World, index: int, version: int) -> str:
     closes_after = rng.randrange(2, 7)
     if version >= closes_after:
         return "closedwon" if rng.random() < 0.35 else "closedlost"
-    return OPEN_STAGES[min(version, len(OPEN_STAGES) - 1)]
+    return OPEN_STAGES_HUBSPOT[min(version, len(OPEN_STAGES_HUBSPOT) - 1)]
 
 
 def deal(world: World, index: int, at: datetime, dirt_rate: float) -> dict[str, Any]:
     life = world.life("deal", index)
-    base = rng_for(world.seed, "deal", "attrs", index)
-    companies = world.count("company", life.created_at)
-    contacts = world.count("contact", life.created_at)
-    company_index, contact_index = base.randrange(companies), base.randrange(contacts)
+    rng = rng_for(world.seed, "deal", "attrs", index)
+    company_index = rng.randrange(world.count("company", life.created_at))
+    contact_index = rng.randrange(world.count("contact", life.created_at))
     now = at.timestamp()
     version = life.version(now)
     stage = deal_stage(world, index, version)
     updated = _dt(life.updated(now))
-    amount = round(base.lognormvariate(9.5, 1.0), 2)
     props = {
-        "dealname": f"{base.choice(ADJECTIVES)} {base.choice(('renewal', 'expansion', 'pilot', 'rollout'))} {index}",
-        "amount": amount,
+        "dealname": f"{company_profile(world, company_index).stem} {rng.choice(('renewal', 'expansion', 'pilot'))}",
+        "amount": round(rng.lognormvariate(9.5, 1.0), 2),
         "dealstage": stage,
         "pipeline": "default",
-        "closedate": life.created_at + timedelta(days=base.randrange(20, 120)),
+        "closedate": life.created_at + timedelta(days=rng.randrange(20, 120)),
         "createdate": life.created_at,
         "hs_lastmodifieddate": updated,
-        "hubspot_owner_id": owner_id(world, rng_for(world.seed, "deal", "owner", index, version // 4)),
+        "hubspot_owner_id": owner_id(world, "deal", index, version, every=4),
         "hs_is_closed_won": stage == "closedwon",
     }
-    return _record(
+    return _object(
         DEAL_ID_BASE,
         index,
         life.created_at,
@@ -328,24 +185,110 @@ def deal(world: World, index: int, at: datetime, dirt_rate: float) -> dict[str, 
     )
 
 
-RENDERERS = {"companies": ("company", company), "contacts": ("contact", contact), "deals": ("deal", deal)}
+def owner(world: World, index: int, at: datetime, dirt_rate: float) -> dict[str, Any]:
+    life = world.life("owner", index)
+    profile = owner_profile(world, index)
+    return {
+        "id": str(OWNER_ID_BASE + index),
+        "email": profile.email,
+        "firstName": profile.first,
+        "lastName": profile.last,
+        "userId": 9_000_000 + index,
+        "userIdIncludingInactive": 9_000_000 + index,
+        "createdAt": life.created_at,
+        "updatedAt": _dt(life.updated(at.timestamp())),
+        "archived": False,
+        "teams": [{"id": str(100 + index % 3), "name": ("EMEA", "AMER", "APAC")[index % 3], "membership": "PRIMARY"}],
+    }
+
+
+def engagement(world: World, index: int, at: datetime, dirt_rate: float) -> dict[str, Any]:
+    life = world.life("engagement", index)
+    rng = rng_for(world.seed, "engagement", "attrs", index)
+    contact_index = rng.randrange(world.count("contact", life.created_at))
+    person = person_profile(world, contact_index)
+    kind = rng.choice(ENGAGEMENT_TYPES)
+    now = at.timestamp()
+    deal_ids = [DEAL_ID_BASE + rng.randrange(world.count("deal", life.created_at))] if rng.random() < 0.3 else []
+    return {
+        "id": ENGAGEMENT_ID_BASE + index,
+        "portalId": 4_400_000,
+        "type": kind,
+        "active": True,
+        "createdAt": _ms(life.created),
+        "lastUpdated": _ms(life.updated(now)),
+        "timestamp": _ms(life.created),
+        "ownerId": OWNER_ID_BASE + owner_of(world, "engagement", index, 0),
+        "associations": {"contactIds": [CONTACT_ID_BASE + contact_index]},
+        "associations_contactIds": [CONTACT_ID_BASE + contact_index],
+        "associations_companyIds": (
+            [COMPANY_ID_BASE + person.company_index] if person.company_index is not None else []
+        ),
+        "associations_dealIds": deal_ids,
+        "metadata_subject": f"{kind.title()} with {person.first}",
+        "metadata_status": "COMPLETED" if kind in ("CALL", "TASK") else None,
+        "metadata_durationMilliseconds": rng.randrange(60_000, 3_600_000) if kind in ("CALL", "MEETING") else None,
+    }
+
+
+def deal_pipeline(epoch_ms: int) -> dict[str, Any]:
+    stages = [*OPEN_STAGES_HUBSPOT, *CLOSED_STAGES]
+    return {
+        "pipelineId": "default",
+        "label": "Sales Pipeline",
+        "displayOrder": 0,
+        "active": True,
+        "default": True,
+        "objectType": "DEAL",
+        "objectTypeId": "0-3",
+        "createdAt": epoch_ms,
+        "updatedAt": epoch_ms,
+        "stages": [
+            {
+                "stageId": s,
+                "label": s,
+                "displayOrder": i,
+                "active": True,
+                "createdAt": epoch_ms,
+                "updatedAt": epoch_ms,
+                "metadata": {"isClosed": str(s in CLOSED_STAGES).lower(), "probability": STAGE_PROBABILITY[s]},
+            }
+            for i, s in enumerate(stages)
+        ],
+    }
+
+
+Renderer = Callable[[World, int, datetime, float], dict[str, Any]]
+RENDERERS: dict[str, tuple[str, Renderer]] = {
+    "companies": ("company", company),
+    "contacts": ("contact", contact),
+    "deals": ("deal", deal),
+    "owners": ("owner", owner),
+    "engagements": ("engagement", engagement),
+}
+
+
+def _last_change(world: World, kind: str, index: int, life: Life, now: float) -> float:
+    last = life.updated(now)
+    if kind == "contact":
+        last = max([last, *(t for _, t in world.merges_into(index, now))])
+    return last
 
 
 def changed_records(
     world: World, stream: str, since: datetime | None, until: datetime, dirt_rate: float
-) -> Iterator[dict[str, Any]]:
-    """Live records of ``stream`` as of ``until`` whose ``updatedAt`` is in ``(since, until]`` (all when
-    ``since`` is None), in id order."""
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(entity index, record)`` for live records of ``stream`` as of ``until`` whose last change is in
+    ``(since, until]`` (all live records when ``since`` is None), in id order."""
+    if stream == "deal_pipelines":
+        yield 0, deal_pipeline(_ms(EPOCH.timestamp() - 400 * 86400))
+        return
     kind, render = RENDERERS[stream]
     now, start = until.timestamp(), (since.timestamp() if since is not None else None)
     for index in range(world.count(kind, until)):
         life = world.life(kind, index)
         if not life.alive(now):
             continue
-        if start is not None:
-            last_change = life.updated(now)
-            if kind == "contact":
-                last_change = max([last_change, *(t for _, t in world.merges_into(index, now))])
-            if last_change <= start:
-                continue
-        yield render(world, index, until, dirt_rate)
+        if start is not None and _last_change(world, kind, index, life, now) <= start:
+            continue
+        yield index, render(world, index, until, dirt_rate)

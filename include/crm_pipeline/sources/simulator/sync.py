@@ -1,28 +1,35 @@
 """One simulated Airbyte sync of one stream: advance the stream's simulated clock, emit what changed, write it.
 
-Each stream keeps its own clock in ``crm_simulator.sync_state``: the first sync delivers every live record as of
-the simulation epoch (the initial historical load), each later sync the window of one catalogue interval.
-Sync ids come from one sequence, as Airbyte's job ids do. The state row is updated in the same transaction as
-the raw write, so a sync that fails leaves neither rows nor an advanced clock behind.
+Each stream keeps its own clock in ``crm_simulator.sync_state``: the first sync delivers everything as of the
+simulation epoch (the historical load), each later sync the window of one catalogue interval. Sync ids come from
+one sequence, as Airbyte's job ids do. The state row is updated in the same transaction as the raw write, so a sync
+that fails leaves neither rows nor an advanced clock behind.
 
-Faults make one sync deliver a bad batch of a named kind, for the quality-gate tests and demos of a failing gate.
+Records stream from the generator through COPY: memory stays bounded at any scale. Streams that hold people,
+companies or sales reps also record which simulated entity each source id is (``crm_simulator.identity``): the
+ground truth that identity resolution is scored against.
+
+Faults make a sync deliver a bad batch of a named kind, for the quality-gate tests.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
 from crm_pipeline.catalogue import StreamSpec, parse_frequency
-from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, write_batch
-from crm_pipeline.sources.simulator.hubspot import changed_records
+from crm_pipeline.sources import raw_tables
+from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, table_ident, write_batch
+from crm_pipeline.sources.simulator import hubspot, salesforce
 from crm_pipeline.sources.simulator.world import EPOCH, Scale, World, rng_for
 
 FaultKind = Literal[
@@ -31,13 +38,40 @@ FaultKind = Literal[
     "malformed_email",
     "negative_amount",
     "unknown_stage",
+    "orphan_foreign_key",
+    "new_column",
+    "dropped_column",
+    "retyped_column",
+    "naive_timestamps",
     "empty_batch",
 ]
-_BAD_ROWS = 5
+BAD_ROWS = 5
+NEW_COLUMN = "unexpected_new_field"
+
+Generator = Callable[[World, str, datetime | None, datetime, float], Iterator[tuple[int, dict[str, Any]]]]
+GENERATORS: dict[str, Generator] = {"hubspot": hubspot.changed_records, "salesforce": salesforce.changed_records}
+# (source, stream) -> the entity kind whose index the records carry, for streams that identify people or companies.
+IDENTITY_KINDS = {
+    ("hubspot", "companies"): "company",
+    ("hubspot", "contacts"): "contact",
+    ("hubspot", "owners"): "owner",
+    ("salesforce", "Account"): "company",
+    ("salesforce", "Contact"): "contact",
+    ("salesforce", "Lead"): "contact",
+    ("salesforce", "User"): "owner",
+}
+# Per fault kind, the first column of the stream it applies to (in this order of preference).
+FAULT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "malformed_email": ("properties_email", "Email", "email"),
+    "negative_amount": ("properties_amount", "Amount"),
+    "unknown_stage": ("properties_dealstage", "StageName"),
+    "orphan_foreign_key": ("companies", "AccountId", "OpportunityId", "associations_contactIds"),
+    "retyped_column": ("archived", "IsDeleted", "active", "IsActive"),
+}
 
 
 class Fault(BaseModel):
-    """Make sync number ``sync`` (1-based, any sync when omitted) of ``stream`` deliver a bad batch."""
+    """Make sync number ``sync`` (1-based; every sync when omitted) of ``stream`` deliver a bad batch."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     stream: str
@@ -76,8 +110,23 @@ create table if not exists crm_simulator.sync_state (
     syncs integer not null,
     synced_until timestamptz not null,
     generation_id bigint not null
+);
+create table if not exists crm_simulator.identity (
+    source text not null,
+    stream text not null,
+    source_id text not null,
+    entity_kind text not null,
+    entity_index bigint not null,
+    primary key (source, stream, source_id)
 )
 """
+
+
+def fault_column(spec: StreamSpec, kind: str) -> str:
+    for column in FAULT_COLUMNS.get(kind, ()):
+        if column in spec.columns:
+            return column
+    raise ValueError(f"fault {kind!r} does not apply to stream {spec.key}: it has none of {FAULT_COLUMNS[kind]}")
 
 
 def _interval(spec: StreamSpec) -> timedelta:
@@ -85,27 +134,68 @@ def _interval(spec: StreamSpec) -> timedelta:
     return frequency if isinstance(frequency, timedelta) else timedelta(days=1)
 
 
-def _apply_faults(spec: StreamSpec, records: list[dict[str, Any]], faults: list[Fault]) -> list[dict[str, Any]]:
-    for fault in faults:
-        if fault.kind == "empty_batch":
-            records = []
-            continue
-        targets = records[:_BAD_ROWS]
-        if fault.kind == "null_primary_key":
-            for r in targets:
-                r[spec.primary_key[0]] = None
-        elif fault.kind == "duplicate_primary_key":
-            records = records + [dict(r) for r in targets]
-        elif fault.kind == "malformed_email":
-            for i, r in enumerate(targets):
-                r["properties_email"] = f"not-an-email-{i}"
-        elif fault.kind == "negative_amount":
-            for r in targets:
-                r["properties_amount"] = -abs(float(r.get("properties_amount") or 1))
-        elif fault.kind == "unknown_stage":
-            for r in targets:
-                r["properties_dealstage"] = "stage_that_does_not_exist"
-    return records
+def _corrupt(spec: StreamSpec, record: dict[str, Any], kind: str, n: int) -> None:
+    if kind == "null_primary_key":
+        record[spec.primary_key[0]] = None
+    elif kind == "malformed_email":
+        record[fault_column(spec, kind)] = f"not-an-email-{n}"
+    elif kind == "negative_amount":
+        column = fault_column(spec, kind)
+        record[column] = -abs(float(record.get(column) or 1))
+    elif kind == "unknown_stage":
+        record[fault_column(spec, kind)] = "stage_that_does_not_exist"
+    elif kind == "orphan_foreign_key":
+        column = fault_column(spec, kind)
+        orphan = f"does-not-exist-{n}"
+        record[column] = [orphan] if spec.columns[column] == "array" else orphan
+    elif kind == "new_column":
+        record[NEW_COLUMN] = f"surprise-{n}"
+    elif kind == "retyped_column":
+        record[fault_column(spec, kind)] = "not-a-boolean"
+
+
+def with_faults(spec: StreamSpec, records: Iterator[dict[str, Any]], kinds: set[str]) -> Iterator[dict[str, Any]]:
+    """Pass records through, corrupting the first ``BAD_ROWS`` per the fault kinds; lazily, in bounded memory."""
+    if "empty_batch" in kinds:
+        return
+    row_kinds = kinds - {"duplicate_primary_key", "dropped_column", "naive_timestamps"}
+    first: list[dict[str, Any]] = []
+    for n, record in enumerate(records):
+        if n < BAD_ROWS:
+            for kind in row_kinds:
+                _corrupt(spec, record, kind, n)
+            first.append(record)
+        yield record
+    if "duplicate_primary_key" in kinds:
+        yield from (dict(r) for r in first)
+
+
+def _faulty_spec(conn: psycopg.Connection, spec: StreamSpec, kinds: set[str]) -> StreamSpec:
+    """Apply the schema side of a fault the way the destination would see it, and the spec the batch now has."""
+    table = table_ident(spec)
+    columns = dict(spec.columns)
+    raw_tables.ensure_raw_table(conn, spec)
+    if "new_column" in kinds:  # Airbyte propagates a new source column: ALTER TABLE ADD COLUMN
+        conn.execute(
+            sql.SQL("alter table {} add column if not exists {} varchar").format(table, sql.Identifier(NEW_COLUMN))
+        )
+        columns[NEW_COLUMN] = "string"
+    if "dropped_column" in kinds:  # the source stopped sending a column and the connection was refreshed
+        dropped = next(c for c in reversed(spec.columns) if c not in (*spec.primary_key, spec.cursor_field))
+        conn.execute(sql.SQL("alter table {} drop column if exists {}").format(table, sql.Identifier(dropped)))
+        columns.pop(dropped)
+    if "retyped_column" in kinds:
+        column = fault_column(spec, "retyped_column")
+        conn.execute(sql.SQL("alter table {} alter column {} type varchar").format(table, sql.Identifier(column)))
+        columns[column] = "string"
+    if "naive_timestamps" in kinds and spec.cursor_field:
+        conn.execute(
+            sql.SQL("alter table {} alter column {} type timestamp without time zone").format(
+                table, sql.Identifier(spec.cursor_field)
+            )
+        )
+        columns[spec.cursor_field] = "timestamp_without_timezone"
+    return spec.model_copy(update={"columns": columns})
 
 
 def run_sync(
@@ -118,8 +208,7 @@ def run_sync(
     faults: tuple[Fault, ...] = (),
 ) -> SyncResult:
     """Run the next sync of ``spec`` against the simulated company and write it to the raw table."""
-    if spec.source != "hubspot":
-        raise NotImplementedError(f"the simulator has no {spec.source} source yet (stream {spec.key})")
+    generate = GENERATORS[spec.source]
     with conn.transaction():
         for stmt in STATE_DDL.split(";"):
             conn.execute(stmt)
@@ -134,30 +223,59 @@ def run_sync(
         extracted_at = datetime.now(UTC)
         world = World(seed, scale)
         window_start = None if spec.sync_mode == "full_refresh_overwrite" else since
-        records = list(changed_records(world, spec.stream, window_start, until, dirt_rate))
-        if spec.sync_mode == "incremental_append" and since is not None:
-            # Airbyte's inclusive cursor: records at the previous sync's last cursor value are sent again.
-            records += [r for r in changed_records(world, spec.stream, since - timedelta(seconds=1), since, dirt_rate)]
         active = [f for f in faults if f.stream == spec.key and f.sync in (None, number)]
-        records = _apply_faults(spec, records, active)
+        kinds = {f.kind for f in active}
+        target = (
+            _faulty_spec(conn, spec, kinds)
+            if kinds & {"new_column", "dropped_column", "retyped_column", "naive_timestamps"}
+            else spec
+        )
+
+        identity_kind = IDENTITY_KINDS.get((spec.source, spec.stream))
+        truth = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below, after its COPY
+        key = spec.primary_key[0]
+
+        def emitted() -> Iterator[dict[str, Any]]:
+            for index, record in generate(world, spec.stream, window_start, until, dirt_rate):
+                if identity_kind is not None:
+                    truth.write(f"{spec.source}\t{spec.stream}\t{record[key]}\t{identity_kind}\t{index}\n")
+                yield record
+            if spec.sync_mode == "incremental_append" and since is not None:
+                # Airbyte's inclusive cursor: records at the previous sync's last cursor value come again.
+                for _, record in generate(world, spec.stream, since - timedelta(seconds=1), since, dirt_rate):
+                    yield record
+
         batch = SyncBatch(sync_id=sync_id, extracted_at=extracted_at, generation_id=generation)
         rng = rng_for(seed, spec.key, "raw_ids", number)
+        naive = "naive_timestamps" in kinds
 
         def rows() -> Iterator[tuple[Any, ...]]:
-            for record in records:
-                raw_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-                yield encode_row(spec, record, raw_id, batch)
+            for record in with_faults(spec, emitted(), kinds):
+                if naive and spec.cursor_field and isinstance(record.get(spec.cursor_field), datetime):
+                    record[spec.cursor_field] = record[spec.cursor_field].replace(tzinfo=None)
+                yield encode_row(target, record, str(uuid.UUID(int=rng.getrandbits(128), version=4)), batch)
 
-        written = write_batch(conn, spec, rows())
+        written = write_batch(conn, target, rows())
+        if identity_kind is not None:
+            _store_identity(conn, truth)
+        truth.close()
         conn.execute(
             "insert into crm_simulator.sync_state as s (stream, syncs, synced_until, generation_id)"
             " values (%s, %s, %s, %s) on conflict (stream) do update"
             " set syncs = excluded.syncs, synced_until = excluded.synced_until",
             (spec.key, number, until, generation),
         )
-    return SyncResult(
-        spec.key, sync_id, number, written, window_start, until, extracted_at, tuple(f.kind for f in active)
-    )
+    return SyncResult(spec.key, sync_id, number, written, window_start, until, extracted_at, tuple(sorted(kinds)))
+
+
+def _store_identity(conn: psycopg.Connection, truth: Any) -> None:
+    truth.seek(0)
+    conn.execute("create temp table _identity (like crm_simulator.identity) on commit drop")
+    with conn.cursor() as cur, cur.copy("copy _identity from stdin") as copy:
+        while chunk := truth.read(1 << 20):
+            copy.write(chunk)
+    conn.execute("insert into crm_simulator.identity select * from _identity on conflict do nothing")
+    conn.execute("drop table _identity")
 
 
 def parse_faults(text: str | None) -> tuple[Fault, ...]:

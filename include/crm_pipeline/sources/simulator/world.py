@@ -22,18 +22,78 @@ DAY = 86400.0
 
 Scale = Literal["XS", "S", "M", "L"]
 
-# Initial population per kind and scale; L follows the sizing (1M contacts, ~200k companies, ~500k deals).
+# Initial population per kind and scale; L follows the sizing (1M contacts, ~200k companies, ~500k deals,
+# ~5M engagements and tasks). "opportunity" is Salesforce's own pipeline; "engagement" is HubSpot activity, "task"
+# Salesforce activity. People and companies are shared: each CRM holds a part of them (see OVERLAP).
 POPULATION: dict[str, dict[str, int]] = {
-    "XS": {"company": 60, "contact": 300, "deal": 120, "owner": 6},
-    "S": {"company": 2_000, "contact": 10_000, "deal": 5_000, "owner": 20},
-    "M": {"company": 20_000, "contact": 100_000, "deal": 50_000, "owner": 60},
-    "L": {"company": 200_000, "contact": 1_000_000, "deal": 500_000, "owner": 200},
+    "XS": {"company": 60, "contact": 300, "deal": 120, "owner": 6, "opportunity": 60, "engagement": 900, "task": 600},
+    "S": {
+        "company": 2_000,
+        "contact": 10_000,
+        "deal": 5_000,
+        "owner": 20,
+        "opportunity": 2_500,
+        "engagement": 30_000,
+        "task": 20_000,
+    },
+    "M": {
+        "company": 20_000,
+        "contact": 100_000,
+        "deal": 50_000,
+        "owner": 60,
+        "opportunity": 25_000,
+        "engagement": 300_000,
+        "task": 200_000,
+    },
+    "L": {
+        "company": 200_000,
+        "contact": 1_000_000,
+        "deal": 500_000,
+        "owner": 200,
+        "opportunity": 250_000,
+        "engagement": 3_000_000,
+        "task": 2_000_000,
+    },
 }
 # New entities per simulated day, as a share of the initial population.
-GROWTH_PER_DAY = {"company": 0.001, "contact": 0.003, "deal": 0.004, "owner": 0.0}
-MEAN_DAYS_BETWEEN_UPDATES = {"company": 60.0, "contact": 30.0, "deal": 9.0, "owner": 180.0}
-ARCHIVE_SHARE = {"company": 0.01, "contact": 0.02, "deal": 0.03, "owner": 0.0}
-MERGE_SHARE = {"company": 0.0, "contact": 0.01, "deal": 0.0, "owner": 0.0}
+GROWTH_PER_DAY = {
+    "company": 0.001,
+    "contact": 0.003,
+    "deal": 0.004,
+    "owner": 0.0,
+    "opportunity": 0.004,
+    "engagement": 0.01,
+    "task": 0.01,
+}
+MEAN_DAYS_BETWEEN_UPDATES = {
+    "company": 60.0,
+    "contact": 30.0,
+    "deal": 9.0,
+    "owner": 180.0,
+    "opportunity": 9.0,
+    "engagement": 400.0,
+    "task": 20.0,
+}
+ARCHIVE_SHARE = {
+    "company": 0.01,
+    "contact": 0.02,
+    "deal": 0.03,
+    "owner": 0.0,
+    "opportunity": 0.03,
+    "engagement": 0.0,
+    "task": 0.01,
+}
+MERGE_SHARE = {
+    "company": 0.0,
+    "contact": 0.01,
+    "deal": 0.0,
+    "owner": 0.0,
+    "opportunity": 0.0,
+    "engagement": 0.0,
+    "task": 0.0,
+}
+# Share of the shared entities each CRM holds besides HubSpot (which holds every company and contact).
+OVERLAP = {"company_in_salesforce": 0.5, "contact_in_salesforce": 0.4, "lead_in_salesforce": 0.15}
 
 
 @dataclass(frozen=True)
