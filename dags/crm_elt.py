@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, TaskGroup, dag
 
-from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.orchestration.airbyte import (
+    AIRBYTE_CONN_ID,
+    SYNC_TIMEOUT,
+    CrmAirbyteSyncOperator,
+    collect_batches,
+    connection_groups,
+    record_airbyte_job,
+    route_connection,
+)
 from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
 from crm_pipeline.orchestration.tasks import audit_marts, gate_raw, sync_stream
 from crm_pipeline.orchestration.transform import dbt_task_group
@@ -30,17 +38,40 @@ from crm_pipeline.orchestration.transform import dbt_task_group
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["crm", "elt", "hubspot"],
+    tags=["crm", "elt", "hubspot", "salesforce"],
     doc_md=__doc__,
 )
 def crm_elt() -> None:
-    with TaskGroup("extract", tooltip="Sync each stream, then gate the batch it delivered") as extract:
-        for spec in default_catalogue().enabled():
-            name = f"{spec.source}__{spec.stream}"
-            batch = sync_stream.override(task_id=f"sync__{name}", doc_md=spec.description)(spec.key)
-            gate_raw.override(task_id=f"gate__{name}", outlets=[Asset(spec.asset_uri)])(spec.key, batch)
+    with TaskGroup("extract", tooltip="Sync each connection (Airbyte or simulator), then gate each stream's batch"):
+        gates = []
+        for variable, specs in connection_groups().items():
+            sims = [f"extract.sync__{s.source}__{s.stream}" for s in specs]
+            airbyte_id, job_id = f"extract.airbyte__{variable}", f"extract.airbyte_job__{variable}"
+            airbyte = CrmAirbyteSyncOperator(
+                task_id=f"airbyte__{variable}",
+                connection_variable=variable,
+                connection_id=f"{{{{ var.value.get('{variable}', '') }}}}",
+                airbyte_conn_id=AIRBYTE_CONN_ID,
+                deferrable=True,
+                pool="airbyte",
+                execution_timeout=SYNC_TIMEOUT,
+                timeout=SYNC_TIMEOUT.total_seconds(),
+            )
+            job = record_airbyte_job.override(task_id=f"airbyte_job__{variable}")(variable, airbyte.output)
+            simulated = [
+                sync_stream.override(task_id=f"sync__{s.source}__{s.stream}", doc_md=s.description)(s.key)
+                for s in specs
+            ]
+            route_connection.override(task_id=f"route__{variable}")(variable, airbyte_id, sims) >> [airbyte, *simulated]
+            batches = collect_batches.override(task_id=f"batches__{variable}")(variable, job_id, sims)
+            [job, *simulated] >> batches
+            for spec in specs:
+                name = f"{spec.source}__{spec.stream}"
+                gates.append(
+                    gate_raw.override(task_id=f"gate__{name}", outlets=[Asset(spec.asset_uri)])(spec.key, batches)
+                )
 
-    extract >> dbt_task_group("transform") >> audit_marts()
+    gates >> dbt_task_group("transform") >> audit_marts()
 
 
 crm_elt()

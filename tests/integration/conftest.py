@@ -71,10 +71,12 @@ class LocalAirflow:
         env.update({f"AIRFLOW_VAR_{k.upper()}": v for k, v in variables.items()})
         return env
 
-    def dags_test(self, dag_id: str, warehouse: WarehouseUrl, **variables: str) -> AirflowRun:
+    def dags_test(
+        self, dag_id: str, warehouse: WarehouseUrl, extra_env: dict[str, str] | None = None, **variables: str
+    ) -> AirflowRun:
         proc = subprocess.run(
             [str(VENV_BIN / "airflow"), "dags", "test", dag_id],
-            env=self.env(warehouse, variables),
+            env={**self.env(warehouse, variables), **(extra_env or {})},
             capture_output=True,
             text=True,
             timeout=900,

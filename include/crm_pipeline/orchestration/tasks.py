@@ -50,14 +50,15 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
 
 
 @task(pool="warehouse")
-def gate_raw(stream_key: str, batch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-    """Validate exactly the rows this sync delivered; emits the stream's asset only when it passes."""
+def gate_raw(stream_key: str, batches: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """Validate exactly the rows this sync delivered (``batches[stream_key]``, from the simulator or an Airbyte
+    job); emits the stream's asset only when it passes."""
     from crm_pipeline.quality.checkpoint import run_checkpoint
     from crm_pipeline.quality.rules import raw_batch_query, raw_rules
     from crm_pipeline.warehouse.locate import task_warehouse_url
 
     spec = default_catalogue().get(stream_key)
-    sync_id = int(batch["sync_id"])
+    sync_id = int(batches[stream_key]["sync_id"])
     report = run_checkpoint(
         task_warehouse_url(),
         f"raw__{spec.source}__{spec.stream}",

@@ -206,8 +206,12 @@ def run_sync(
     scale: Scale,
     dirt_rate: float = 0.05,
     faults: tuple[Fault, ...] = (),
+    sync_id: int | None = None,
 ) -> SyncResult:
-    """Run the next sync of ``spec`` against the simulated company and write it to the raw table."""
+    """Run the next sync of ``spec`` against the simulated company and write it to the raw table.
+
+    ``sync_id``: the id to stamp (the Airbyte API double passes its job id, as Airbyte does); by default the next
+    value of the simulator's own sequence."""
     generate = GENERATORS[spec.source]
     with conn.transaction():
         for stmt in STATE_DDL.split(";"):
@@ -219,7 +223,8 @@ def run_sync(
         syncs, since, generation = row if row else (0, None, 1)
         until = EPOCH if since is None else since + _interval(spec)
         number = syncs + 1
-        sync_id = conn.execute("select nextval('crm_simulator.sync_ids')").fetchone()[0]  # type: ignore[index]
+        if sync_id is None:
+            sync_id = conn.execute("select nextval('crm_simulator.sync_ids')").fetchone()[0]  # type: ignore[index]
         extracted_at = datetime.now(UTC)
         world = World(seed, scale)
         window_start = None if spec.sync_mode == "full_refresh_overwrite" else since

@@ -1,0 +1,230 @@
+"""An Airbyte-API-compatible server on loopback, for tests and local trials of the Airbyte path.
+
+The Airbyte platform cannot run on this project's machines, so this double stands in for it, following Airbyte's
+public API (v1) as ``apache-airflow-providers-airbyte`` and ``airbyte-api`` call it:
+
+* ``POST /v1/applications/token`` (form: ``grant_type=client_credentials``, ``client_id``, ``client_secret``) →
+  ``{"access_token", "token_type": "Bearer", "expires_in"}``; every other call needs ``Authorization: Bearer``;
+* ``POST /v1/jobs`` (``{"connectionId", "jobType": "sync"}``) → a job response, status ``pending``;
+* ``GET /v1/jobs/{jobId}`` → ``{"jobId", "status", "jobType", "startTime", "connectionId", "rowsSynced",
+  "bytesSynced", "duration"}``;
+* ``DELETE /v1/jobs/{jobId}`` → the job, now ``cancelled``.
+
+A sync job does what Airbyte would: for each stream of the connection it runs the CRM simulator's next sync into
+the warehouse, stamping the job id as ``_airbyte_meta.sync_id``. ``mode`` scripts the platform's misbehaviour:
+``ok``, ``pending`` (jobs never start), ``fail`` (jobs fail), ``hang`` (job reads never answer),
+``unauthorized`` (the token endpoint answers 401), ``unknown_status`` (jobs report a status the API does not define).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import psycopg
+
+from crm_pipeline.catalogue import StreamSpec
+from crm_pipeline.sources.simulator.sync import run_sync
+from crm_pipeline.warehouse.url import WarehouseUrl
+
+MODES = ("ok", "pending", "fail", "hang", "unauthorized", "unknown_status")
+
+
+@dataclass
+class Job:
+    job_id: int
+    connection_id: str
+    status: str = "pending"
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    rows: int = 0
+    bytes: int = 0
+    error: str | None = None
+
+    def response(self, status: str | None = None) -> dict[str, Any]:
+        elapsed = int((self.finished or time.time()) - self.started)
+        return {
+            "jobId": self.job_id,
+            "status": status or self.status,
+            "jobType": "sync",
+            "connectionId": self.connection_id,
+            "startTime": datetime.fromtimestamp(self.started, UTC).isoformat(),
+            "lastUpdatedAt": datetime.now(UTC).isoformat(),
+            "duration": f"PT{elapsed}S",
+            "rowsSynced": self.rows,
+            "bytesSynced": self.bytes,
+        }
+
+
+class AirbyteDouble:
+    """The server and its state. ``connections`` maps an Airbyte connection id to the streams it syncs."""
+
+    def __init__(
+        self,
+        warehouse: WarehouseUrl,
+        connections: dict[str, list[StreamSpec]],
+        *,
+        client_id: str,
+        client_secret: str,
+        seed: int = 7,
+        scale: str = "XS",
+        first_job_id: int = 1000,
+    ) -> None:
+        self.warehouse = warehouse
+        self.connections = connections
+        self.client_id, self.client_secret = client_id, client_secret
+        self.seed, self.scale = seed, scale
+        self.mode = "ok"
+        self.jobs: dict[int, Job] = {}
+        self.requests: list[tuple[str, str]] = []  # (method, path): what the client asked, for tests
+        self._tokens: set[str] = set()
+        self._next_id = first_job_id
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True  # a "hang" request must not keep the test process alive
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The server URL for the Airflow connection's host (the token URL is relative to it)."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> AirbyteDouble:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- jobs --------------------------------------------------------------------------------------------
+    def _create_job(self, connection_id: str) -> Job:
+        with self._lock:
+            job = Job(self._next_id, connection_id)
+            self._next_id += 1
+            self.jobs[job.job_id] = job
+        if self.mode == "ok":
+            threading.Thread(target=self._run, args=(job,), daemon=True).start()
+        elif self.mode == "fail":
+            job.status, job.finished, job.error = "failed", time.time(), "source-hubspot: HTTP 429 from HubSpot"
+        return job
+
+    def _run(self, job: Job) -> None:
+        job.status = "running"
+        try:
+            with psycopg.connect(self.warehouse.libpq()) as conn:
+                for spec in self.connections[job.connection_id]:
+                    if job.status == "cancelled":
+                        return
+                    result = run_sync(
+                        conn,
+                        spec,
+                        seed=self.seed,
+                        scale=self.scale,  # type: ignore[arg-type]
+                        sync_id=job.job_id,
+                    )
+                    job.rows += result.rows
+                    job.bytes += result.rows * 512
+        except Exception as exc:  # a failed sync is reported through the job, as Airbyte does
+            job.status, job.error = "failed", str(exc)
+        else:
+            if job.status != "cancelled":
+                job.status = "succeeded"
+        finally:
+            job.finished = time.time()
+
+    # -- HTTP --------------------------------------------------------------------------------------------
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # the base class names it `format`
+                return
+
+            def _reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _authorised(self) -> bool:
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+                if token in double._tokens:
+                    return True
+                self._reply(HTTPStatus.UNAUTHORIZED, {"type": "error", "title": "unauthorized", "status": 401})
+                return False
+
+            def _job(self) -> Job | None:
+                try:
+                    job = double.jobs.get(int(self.path.rsplit("/", 1)[1]))
+                except ValueError:
+                    job = None
+                if job is None:
+                    self._reply(HTTPStatus.NOT_FOUND, {"title": "job not found", "status": 404})
+                return job
+
+            def do_POST(self) -> None:
+                double.requests.append(("POST", self.path))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode()
+                if self.path == "/v1/applications/token":
+                    form = {k: v[0] for k, v in parse_qs(body).items()}
+                    valid = (form.get("client_id"), form.get("client_secret")) == (
+                        double.client_id,
+                        double.client_secret,
+                    )
+                    if double.mode == "unauthorized" or not valid:
+                        self._reply(HTTPStatus.UNAUTHORIZED, {"title": "invalid client credentials", "status": 401})
+                        return
+                    token = secrets.token_urlsafe(16)
+                    double._tokens.add(token)
+                    self._reply(HTTPStatus.OK, {"access_token": token, "token_type": "Bearer", "expires_in": 180})
+                elif self.path == "/v1/jobs":
+                    if not self._authorised():
+                        return
+                    request = json.loads(body or "{}")
+                    connection_id = request.get("connectionId")
+                    if request.get("jobType") != "sync" or connection_id not in double.connections:
+                        self._reply(
+                            HTTPStatus.BAD_REQUEST, {"title": f"unknown connection {connection_id}", "status": 400}
+                        )
+                        return
+                    self._reply(HTTPStatus.OK, double._create_job(connection_id).response())
+                else:
+                    self._reply(HTTPStatus.NOT_FOUND, {"title": "not found", "status": 404})
+
+            def do_GET(self) -> None:
+                double.requests.append(("GET", self.path))
+                if not self.path.startswith("/v1/jobs/") or not self._authorised():
+                    if not self.path.startswith("/v1/jobs/"):
+                        self._reply(HTTPStatus.NOT_FOUND, {"title": "not found", "status": 404})
+                    return
+                if double.mode == "hang":
+                    time.sleep(3600)
+                job = self._job()
+                if job is not None:
+                    status = "exploded" if double.mode == "unknown_status" else None
+                    self._reply(HTTPStatus.OK, job.response(status))
+
+            def do_DELETE(self) -> None:
+                double.requests.append(("DELETE", self.path))
+                if not self.path.startswith("/v1/jobs/") or not self._authorised():
+                    return
+                job = self._job()
+                if job is not None:
+                    if job.status in ("pending", "running"):
+                        job.status, job.finished = "cancelled", time.time()
+                    self._reply(HTTPStatus.OK, job.response())
+
+        return Handler
