@@ -9,6 +9,7 @@
     crm demo [--reset]                 init, run the pipeline with `airflow dags test`, print a summary;
                                        each demo is the next sync of the simulated CRM, --reset starts over
     crm summary                        the summary alone
+    crm generate --scale M --seed 7    the simulated CRMs' next sync of every stream, straight into the warehouse
 
 Errors the user can fix (a bad ``CRM_WAREHOUSE_URL``, a malformed settings file) print one line and exit 1.
 """
@@ -154,6 +155,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Run the next sync(s) of the simulated CRMs straight into the warehouse, with a progress bar per stream."""
+    from tqdm import tqdm
+
+    from crm_pipeline.catalogue import default_catalogue
+    from crm_pipeline.sources.simulator.sync import run_sync
+    from crm_pipeline.warehouse.locate import connect, resolve_warehouse_url
+
+    url = resolve_warehouse_url()
+    specs = [default_catalogue().get(key) for key in args.streams] if args.streams else default_catalogue().enabled()
+    with connect(url) as conn:
+        for number in range(args.syncs):
+            for spec in specs:
+                with tqdm(
+                    desc=f"sync {number + 1}/{args.syncs} {spec.key}",
+                    unit=" rows",
+                    unit_scale=True,
+                    leave=True,
+                    mininterval=0.5,
+                ) as bar:
+                    result = run_sync(
+                        conn, spec, seed=args.seed, scale=args.scale, dirt_rate=args.dirt_rate, progress=bar.update
+                    )
+                    bar.set_postfix(sync_id=result.sync_id, window_end=result.window_end.date().isoformat())
+    print(f"raw data written to {url.redacted()}")
+    return 0
+
+
 def cmd_summary(_: argparse.Namespace) -> int:
     from crm_pipeline.demo import print_summary
     from crm_pipeline.warehouse.locate import resolve_warehouse_url
@@ -186,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("summary", help="print the pipeline summary").set_defaults(func=cmd_summary)
+    gen = sub.add_parser("generate", help="write the simulated CRMs' next sync(s) into the warehouse")
+    gen.add_argument("--scale", choices=["XS", "S", "M", "L"], default="S")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--syncs", type=int, default=1, help="how many consecutive syncs of each stream")
+    gen.add_argument("--dirt-rate", type=float, default=0.05, help="share of values with realistic dirt")
+    gen.add_argument("--streams", nargs="*", metavar="SOURCE.STREAM", help="only these streams")
+    gen.set_defaults(func=cmd_generate)
     return parser
 
 

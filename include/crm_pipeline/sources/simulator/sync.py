@@ -207,11 +207,12 @@ def run_sync(
     dirt_rate: float = 0.05,
     faults: tuple[Fault, ...] = (),
     sync_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> SyncResult:
     """Run the next sync of ``spec`` against the simulated company and write it to the raw table.
 
     ``sync_id``: the id to stamp (the Airbyte API double passes its job id, as Airbyte does); by default the next
-    value of the simulator's own sequence."""
+    value of the simulator's own sequence. ``progress`` is called with row counts as they stream (a progress bar)."""
     generate = GENERATORS[spec.source]
     with conn.transaction():
         for stmt in STATE_DDL.split(";"):
@@ -255,12 +256,16 @@ def run_sync(
         naive = "naive_timestamps" in kinds
 
         def rows() -> Iterator[tuple[Any, ...]]:
-            for record in with_faults(spec, emitted(), kinds):
+            for n, record in enumerate(with_faults(spec, emitted(), kinds), start=1):
+                if progress is not None and n % 2000 == 0:
+                    progress(2000)
                 if naive and spec.cursor_field and isinstance(record.get(spec.cursor_field), datetime):
                     record[spec.cursor_field] = record[spec.cursor_field].replace(tzinfo=None)
                 yield encode_row(target, record, str(uuid.UUID(int=rng.getrandbits(128), version=4)), batch)
 
         written = write_batch(conn, target, rows())
+        if progress is not None:
+            progress(written % 2000)
         if identity_kind is not None:
             _store_identity(conn, truth)
         truth.close()
