@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from crm_pipeline.catalogue import Severity, StreamSpec
+from crm_pipeline.catalogue import Check, Severity, StreamSpec
 from crm_pipeline.sources.contract import AIRBYTE_COLUMNS
 
 # Lenient on case and padding (staging normalises those) but strict on shape: one @, a dot in the domain.
@@ -116,53 +116,23 @@ def raw_rules(spec: StreamSpec, now: datetime) -> list[Rule]:
             )
         )
     for check in spec.checks:
-        name = f"{key}:{check.rule}:{check.column}"
-        if check.rule == "email_format":
-            rules.append(
-                Rule(
-                    name,
-                    check.rule,
-                    check.column,
-                    check.severity,
-                    "ExpectColumnValuesToMatchRegex",
-                    {"column": check.column, "regex": EMAIL_PATTERN},
-                )
-            )
-        elif check.rule == "non_negative":
-            column = check.column + NUMERIC_SUFFIX if spec.columns[check.column] == "union" else check.column
-            rules.append(
-                Rule(
-                    name,
-                    check.rule,
-                    check.column,
-                    check.severity,
-                    "ExpectColumnValuesToBeBetween",
-                    {"column": column, "min_value": 0},
-                )
-            )
-        elif check.rule == "accepted_values":
-            rules.append(
-                Rule(
-                    name,
-                    check.rule,
-                    check.column,
-                    check.severity,
-                    "ExpectColumnValuesToBeInSet",
-                    {"column": check.column, "value_set": list(check.values)},
-                )
-            )
-        elif check.rule == "not_null":
-            rules.append(
-                Rule(
-                    name,
-                    check.rule,
-                    check.column,
-                    check.severity,
-                    "ExpectColumnValuesToNotBeNull",
-                    {"column": check.column},
-                )
-            )
+        expectation, kwargs = _check_expectation(spec, check)
+        rules.append(
+            Rule(f"{key}:{check.rule}:{check.column}", check.rule, check.column, check.severity, expectation, kwargs)
+        )
     return rules
+
+
+def _check_expectation(spec: StreamSpec, check: Check) -> tuple[str, dict[str, Any]]:
+    """The GX expectation and its arguments for one declared check."""
+    if check.rule == "email_format":
+        return "ExpectColumnValuesToMatchRegex", {"column": check.column, "regex": EMAIL_PATTERN}
+    if check.rule == "non_negative":
+        column = check.column + NUMERIC_SUFFIX if spec.columns[check.column] == "union" else check.column
+        return "ExpectColumnValuesToBeBetween", {"column": column, "min_value": 0}
+    if check.rule == "accepted_values":
+        return "ExpectColumnValuesToBeInSet", {"column": check.column, "value_set": list(check.values)}
+    return "ExpectColumnValuesToNotBeNull", {"column": check.column}
 
 
 def raw_batch_query(spec: StreamSpec, sync_id: int) -> str:

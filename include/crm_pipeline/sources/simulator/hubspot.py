@@ -21,6 +21,7 @@ from crm_pipeline.sources.simulator.profiles import (
     owner_of,
     owner_profile,
     person_profile,
+    stage_on_path,
 )
 from crm_pipeline.sources.simulator.world import EPOCH, Life, World, _dt, rng_for
 
@@ -144,11 +145,7 @@ def contact(world: World, index: int, at: datetime, dirt_rate: float) -> dict[st
 
 
 def deal_stage(world: World, index: int, version: int) -> str:
-    rng = rng_for(world.seed, "deal", "path", index)
-    closes_after = rng.randrange(2, 7)
-    if version >= closes_after:
-        return "closedwon" if rng.random() < 0.35 else "closedlost"
-    return OPEN_STAGES_HUBSPOT[min(version, len(OPEN_STAGES_HUBSPOT) - 1)]
+    return stage_on_path(world, "deal", index, version, OPEN_STAGES_HUBSPOT, "closedwon", "closedlost", 0.35)
 
 
 def deal(world: World, index: int, at: datetime, dirt_rate: float) -> dict[str, Any]:

@@ -223,6 +223,24 @@ def owner_of(world: World, kind: str, index: int, version: int, *, every: int = 
     return rng.randrange(world.population["owner"])
 
 
+def stage_on_path(
+    world: World,
+    kind: str,
+    index: int,
+    version: int,
+    open_stages: tuple[str, ...],
+    won: str,
+    lost: str,
+    win_rate: float,
+) -> str:
+    """Where a deal or opportunity is after ``version`` updates: one open stage per update, closed after 2 to 6."""
+    rng = rng_for(world.seed, kind, "path", index)
+    closes_after = rng.randrange(2, 7)
+    if version >= closes_after:
+        return won if rng.random() < win_rate else lost
+    return open_stages[min(version, len(open_stages) - 1)]
+
+
 def in_salesforce(world: World, kind: str, index: int) -> bool:
     """Whether the real-world company or person is also (or, for leads, only) in Salesforce."""
     rng = rng_for(world.seed, "salesforce", kind, index)

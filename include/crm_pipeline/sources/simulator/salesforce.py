@@ -22,6 +22,7 @@ from crm_pipeline.sources.simulator.profiles import (
     owner_of,
     owner_profile,
     person_profile,
+    stage_on_path,
 )
 from crm_pipeline.sources.simulator.world import Life, World, _dt, rng_for
 
@@ -158,11 +159,7 @@ def lead(world: World, index: int, now: float, dirt_rate: float) -> dict[str, An
 
 
 def opportunity_stage(world: World, index: int, version: int) -> str:
-    rng = rng_for(world.seed, "opportunity", "path", index)
-    closes_after = rng.randrange(2, 7)
-    if version >= closes_after:
-        return "Closed Won" if rng.random() < 0.3 else "Closed Lost"
-    return OPEN_STAGES[min(version, len(OPEN_STAGES) - 1)]
+    return stage_on_path(world, "opportunity", index, version, OPEN_STAGES, "Closed Won", "Closed Lost", 0.3)
 
 
 def opportunity_account(world: World, index: int) -> int:
