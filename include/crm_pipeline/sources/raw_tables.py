@@ -181,4 +181,7 @@ def _upsert(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows
             " where not exists (select 1 from {target} t where {match})"
         ).format(target=table_ident(spec), cols=col_list, newest=newest, match=match)
     )
+    # Dropped here, not only "on commit": inside a caller's transaction this block is a savepoint, and the next
+    # sync of the same stream on the same connection would find them still there.
+    conn.execute(sql.SQL("drop table {}, {}").format(staged, newest))
     return count

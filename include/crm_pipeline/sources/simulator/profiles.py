@@ -8,7 +8,7 @@ resolution is scored against.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from crm_pipeline.sources.simulator.world import OVERLAP, World, rng_for
 
@@ -195,6 +195,9 @@ def company_profile(world: World, index: int) -> CompanyProfile:
 
 
 def person_profile(world: World, index: int) -> PersonProfile:
+    person = world.person_of(index)
+    if person != index:  # a duplicate record: the same person, entered again
+        return replace(person_profile(world, person), index=index)
     rng = rng_for(world.seed, "contact", "profile", index)
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
     life = world.life("contact", index)
@@ -246,6 +249,8 @@ def in_salesforce(world: World, kind: str, index: int) -> bool:
     rng = rng_for(world.seed, "salesforce", kind, index)
     if kind == "company":
         return rng.random() < OVERLAP["company_in_salesforce"]
+    if world.person_of(index) != index:  # HubSpot's duplicate records have no counterpart in Salesforce
+        return False
     person = person_profile(world, index)
     employer_in_sf = person.company_index is not None and in_salesforce(world, "company", person.company_index)
     return employer_in_sf and rng.random() < OVERLAP["contact_in_salesforce"] / OVERLAP["company_in_salesforce"]
@@ -253,7 +258,7 @@ def in_salesforce(world: World, kind: str, index: int) -> bool:
 
 def is_salesforce_lead(world: World, index: int) -> bool:
     """People Salesforce knows only as leads (not converted): never also Salesforce contacts."""
-    if in_salesforce(world, "contact", index):
+    if in_salesforce(world, "contact", index) or world.person_of(index) != index:
         return False
     return rng_for(world.seed, "salesforce", "lead", index).random() < OVERLAP["lead_in_salesforce"]
 

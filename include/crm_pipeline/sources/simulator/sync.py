@@ -244,7 +244,8 @@ def run_sync(
         def emitted() -> Iterator[dict[str, Any]]:
             for index, record in generate(world, spec.stream, window_start, until, dirt_rate):
                 if identity_kind is not None:
-                    truth.write(f"{spec.source}\t{spec.stream}\t{record[key]}\t{identity_kind}\t{index}\n")
+                    entity = world.person_of(index) if identity_kind == "contact" else index
+                    truth.write(f"{spec.source}\t{spec.stream}\t{record[key]}\t{identity_kind}\t{entity}\n")
                 yield record
             if spec.sync_mode == "incremental_append" and since is not None:
                 # Airbyte's inclusive cursor: records at the previous sync's last cursor value come again.

@@ -185,6 +185,15 @@ class World:
             merged = _ms(created + rng.uniform(1, HISTORY_DAYS) * DAY)
         return Life(index, _ms(created), tuple(events), archived, merged_into, merged)
 
+    def person_of(self, index: int) -> int:
+        """The real person behind contact ``index``: a contact that gets merged away is a duplicate record of the
+        contact it is merged into (HubSpot merges duplicates), so it is that contact's person."""
+        life = self.life("contact", index)
+        while life.merged_into is not None:
+            index = life.merged_into
+            life = self.life("contact", index)
+        return index
+
     def merges_into(self, survivor: int, until: float) -> list[tuple[int, float]]:
         """Contacts merged into ``survivor`` by ``until`` (a merge is an update of the survivor)."""
         return [(m, t) for m, t in self._merges(self.count("contact", _dt(until))).get(survivor, []) if t <= until]
