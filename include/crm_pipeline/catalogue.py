@@ -82,6 +82,7 @@ class StreamSpec(BaseModel):
     owner: str = Field(min_length=1)
     pii_columns: tuple[Identifier, ...] = ()
     expected_rows_per_sync: VolumeRange
+    expected_daily_rows: int = Field(ge=0)
     enabled: bool = True
     description: str = ""
     columns: dict[Identifier, AirbyteType] = Field(min_length=1)

@@ -10,6 +10,7 @@
                                        each demo is the next sync of the simulated CRM, --reset starts over
     crm summary                        the summary alone
     crm generate --scale M --seed 7    the simulated CRMs' next sync of every stream, straight into the warehouse
+    crm catalogue-docs                 regenerate docs/streams.md from the catalogue
 
 Errors the user can fix (a bad ``CRM_WAREHOUSE_URL``, a malformed settings file) print one line and exit 1.
 """
@@ -183,6 +184,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalogue_docs(_: argparse.Namespace) -> int:
+    from crm_pipeline.catalogue_docs import write
+
+    print(f"wrote {write()}")
+    return 0
+
+
 def cmd_summary(_: argparse.Namespace) -> int:
     from crm_pipeline.demo import print_summary
     from crm_pipeline.warehouse.locate import resolve_warehouse_url
@@ -215,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("summary", help="print the pipeline summary").set_defaults(func=cmd_summary)
+    sub.add_parser("catalogue-docs", help="regenerate docs/streams.md from the catalogue").set_defaults(
+        func=cmd_catalogue_docs
+    )
     gen = sub.add_parser("generate", help="write the simulated CRMs' next sync(s) into the warehouse")
     gen.add_argument("--scale", choices=["XS", "S", "M", "L"], default="S")
     gen.add_argument("--seed", type=int, default=7)

@@ -23,6 +23,7 @@ def _stream(**overrides: Any) -> dict[str, Any]:
         "frequency": "1h",
         "owner": "sales-ops",
         "expected_rows_per_sync": {"min": 1, "max": 10},
+        "expected_daily_rows": 100,
         "columns": {"id": "string", "updatedAt": "timestamp_with_timezone", "properties_email": "string"},
     }
     entry.update(overrides)
@@ -103,3 +104,11 @@ def test_full_refresh_needs_no_cursor(tmp_path: Path) -> None:
 )
 def test_frequency_accepts_intervals_and_cron(text: str, expected: str) -> None:
     assert str(parse_frequency(text)) == expected
+
+
+def test_missing_required_field_is_named(tmp_path: Path) -> None:
+    entry = _stream()
+    del entry["owner"]
+    entry.pop("expected_daily_rows")
+    with pytest.raises(CatalogueError, match=r"stream 'hubspot\.deals': 'expected_daily_rows' Field required"):
+        load_catalogue(_write(tmp_path, entry))

@@ -44,8 +44,9 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
     seed = int(Variable.get("crm_simulator_seed", default="7"))
     scale = Variable.get("crm_simulator_scale", default="S")
     faults = parse_faults(Variable.get("crm_simulator_faults", default=""))
+    dirt_rate = float(Variable.get("crm_simulator_dirt_rate", default="0.05"))
     with connect(task_warehouse_url()) as conn:
-        result = run_sync(conn, spec, seed=seed, scale=scale, faults=faults)  # type: ignore[arg-type]
+        result = run_sync(conn, spec, seed=seed, scale=scale, faults=faults, dirt_rate=dirt_rate)  # type: ignore[arg-type]
     return result.summary()
 
 
