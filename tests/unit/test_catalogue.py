@@ -108,7 +108,6 @@ def test_frequency_accepts_intervals_and_cron(text: str, expected: str) -> None:
 
 def test_missing_required_field_is_named(tmp_path: Path) -> None:
     entry = _stream()
-    del entry["owner"]
     entry.pop("expected_daily_rows")
     with pytest.raises(CatalogueError, match=r"stream 'hubspot\.deals': 'expected_daily_rows' Field required"):
         load_catalogue(_write(tmp_path, entry))
