@@ -88,6 +88,16 @@ class LocalAirflow:
             ).fetchone()
         return AirflowRun(proc.returncode, proc.stdout + proc.stderr, row[0] if row else "")
 
+    def asset_events(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """``{asset uri: task that emitted it}`` for one run."""
+        with psycopg.connect(self.metadata.libpq()) as conn:
+            rows = conn.execute(
+                "select a.uri, e.source_task_id from asset_event e join asset a on a.id = e.asset_id"
+                " where e.source_dag_id = %s and e.source_run_id = %s",
+                (dag_id, run_id),
+            ).fetchall()
+        return dict(rows)
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         with psycopg.connect(self.metadata.libpq()) as conn:
             rows = conn.execute(

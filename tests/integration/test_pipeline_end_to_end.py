@@ -81,6 +81,13 @@ def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, w
     assert {states[t] for t in airbyte_path} == {"skipped"}, "no connection id configured: the simulator ran"
     assert {s for t, s in states.items() if t not in airbyte_path} == {"success"}, states
 
+    crm_assets = {
+        uri: task
+        for uri, task in local_airflow.asset_events("crm_elt", run.run_id).items()
+        if uri.startswith("airbyte://")
+    }
+    assert crm_assets == {s.asset_uri: f"extract.gate__{s.source}__{s.stream}" for s in default_catalogue().enabled()}
+
     expected, actual = expected_dim_contacts(), mart_rows(warehouse)
     assert len(actual) == len(expected) > 9000
     wrong = {k: (actual.get(k), v) for k, v in expected.items() if actual.get(k) != v}
@@ -110,6 +117,9 @@ def test_a_bad_batch_fails_its_gate_and_leaves_the_mart_untouched(local_airflow,
     assert states["audit_marts"] == "upstream_failed"
 
     assert mart_checksum(warehouse) == before, "the mart must keep its last good state"
+    assets = local_airflow.asset_events("crm_elt", second.run_id)
+    assert "airbyte://hubspot/contacts" not in assets, "a stream whose gate failed emits no asset"
+    assert assets["airbyte://hubspot/deals"] == "extract.gate__hubspot__deals", "streams that passed still do"
     # Five rows lost their key; contacts sync in append + dedup mode, whose upsert partitions by key as
     # Airbyte's does, so the five null keys land as one row. That row is what the gate must catch.
     failures = [(rule, count) for gate, rule, success, count in gate_results(warehouse) if not success]
