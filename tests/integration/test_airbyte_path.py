@@ -101,9 +101,10 @@ def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, 
         ("fail", "Airbyte sync of airbyte_connection_hubspot (job 1000) failed: Job failed"),
         ("unauthorized", "Airbyte sync of airbyte_connection_hubspot failed: Unexpected status code 401"),
         ("unknown_status", "Airbyte sync of airbyte_connection_hubspot (job 1000) ended error: Response validation"),
+        ("hang", "Airbyte sync of airbyte_connection_hubspot (job 1000) ended error: timed out"),
     ],
 )
-def test_failed_unauthorised_and_unknown_jobs_fail_the_task_clearly(
+def test_failed_unauthorised_unknown_and_hung_jobs_fail_the_task_clearly(
     local_airflow, warehouse, airbyte, mode, expected
 ) -> None:
     airbyte.mode = mode
