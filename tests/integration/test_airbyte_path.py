@@ -125,3 +125,23 @@ def test_timeout_cancels_the_airbyte_job(local_airflow, warehouse, airbyte) -> N
     (job_id,) = airbyte.jobs
     assert ("DELETE", f"/v1/jobs/{job_id}") in airbyte.requests
     assert airbyte.jobs[job_id].status == "cancelled"
+
+
+def test_killing_the_running_task_cancels_the_job(airbyte, monkeypatch) -> None:
+    """A task killed while it waits in its worker (not deferred) cancels its Airbyte job through on_kill."""
+    from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
+
+    from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOperator
+
+    airbyte.mode = "pending"
+    monkeypatch.setenv("AIRFLOW_CONN_AIRBYTE_DEFAULT", _airbyte_conn(airbyte))
+    operator = CrmAirbyteSyncOperator(
+        task_id="airbyte__test",
+        connection_variable="airbyte_connection_hubspot",
+        connection_id=CONNECTION_ID,
+        airbyte_conn_id=AIRBYTE_CONN_ID,
+    )
+    operator.job_id = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).submit_sync_connection(CONNECTION_ID).job_id
+    operator.on_kill()
+    assert ("DELETE", f"/v1/jobs/{operator.job_id}") in airbyte.requests
+    assert airbyte.jobs[operator.job_id].status == "cancelled"
