@@ -14,6 +14,17 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 pytestmark = pytest.mark.integration
 
 
+def _crm(env: dict[str, str], action: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crm_pipeline.cli", "warehouse", action],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_configured_url_is_used_and_no_embedded_server_starts(warehouse: WarehouseUrl, tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -21,23 +32,9 @@ def test_configured_url_is_used_and_no_embedded_server_starts(warehouse: Warehou
         "CRM_LOCAL_DIR": str(tmp_path / "local"),
         "PYTHONWARNINGS": "ignore",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "crm_pipeline.cli", "warehouse", "up"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _crm(env, "up")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"warehouse ready at {warehouse.redacted()} (configured by CRM_WAREHOUSE_URL)"
     assert not (tmp_path / "local" / "warehouse").exists(), "no embedded server was initialised"
-    down = subprocess.run(
-        [sys.executable, "-m", "crm_pipeline.cli", "warehouse", "down"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    down = _crm(env, "down")
     assert "not ours to stop" in down.stdout
