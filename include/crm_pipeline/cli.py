@@ -56,9 +56,13 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     elif args.action == "url":
         print(url.libpq() if args.show_password else url.redacted())
     elif args.action == "psql":
+        from dataclasses import replace
+
         from crm_pipeline.warehouse.embedded import pgserver_modules
 
-        os.execve(str(pgserver_modules()[0] / "psql"), ["psql", url.libpq()], os.environ.copy())  # noqa: S606 - become psql
+        # The password goes through the environment, not argv (argv is world-readable in /proc).
+        env = {**os.environ, "PGPASSWORD": url.password or ""}
+        os.execve(str(pgserver_modules()[0] / "psql"), ["psql", replace(url, password=None).libpq()], env)  # noqa: S606 - become psql
     return 0
 
 

@@ -33,12 +33,13 @@ def local_secret(airflow_home: Path, name: str, factory: Callable[[], str]) -> s
     Every component must share the JWT secret and the Fernet key: left to Airflow, components started together
     each generate their own, and the api-server then rejects the scheduler's task tokens ("Invalid auth token").
     """
+    from crm_pipeline.warehouse.embedded import write_private
+
     path = airflow_home / "secrets" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.parent.chmod(0o700)
-        path.write_text(factory())
-        path.chmod(0o600)
+        write_private(path, factory())
     return path.read_text().strip()
 
 

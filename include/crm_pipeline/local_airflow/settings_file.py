@@ -144,9 +144,15 @@ def load_into_airflow(settings: AirflowSettings) -> list[str]:
     report: list[str] = []
     with create_session() as session:
         for pool in settings.pools:
-            Pool.create_or_update_pool(pool.name, pool.slots, pool.description, include_deferred=False, session=session)
+            # Deferred tasks count: the `airbyte` pool caps Airbyte jobs, which wait deferred.
+            Pool.create_or_update_pool(pool.name, pool.slots, pool.description, include_deferred=True, session=session)
             report.append(f"pool {pool.name}: {pool.slots} slots")
+        existing = {key for (key,) in session.query(Variable.key).all()}
         for var in settings.variables:
+            # Defaults only: a value an operator set (an Airbyte connection id, a tuned threshold) is kept.
+            if var.key in existing:
+                report.append(f"variable {var.key}: kept its current value")
+                continue
             Variable.set(var.key, var.value, session=session)
             report.append(f"variable {var.key}")
         for entry in settings.connections:

@@ -60,7 +60,8 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
 
     def execute(self, context: Any) -> Any:
         try:
-            return super().execute(context)
+            # The provider returns None when the job already succeeded at submit; the job id is still known.
+            return super().execute(context) or getattr(self, "job_id", None)
         except AirflowException as exc:
             job = getattr(self, "job_id", None)
             where = f"{self.connection_variable} (job {job})" if job else self.connection_variable

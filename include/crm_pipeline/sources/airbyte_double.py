@@ -219,7 +219,10 @@ class AirbyteDouble:
 
             def do_DELETE(self) -> None:
                 double.requests.append(("DELETE", self.path))
-                if not self.path.startswith("/v1/jobs/") or not self._authorised():
+                if not self.path.startswith("/v1/jobs/"):
+                    self._reply(HTTPStatus.NOT_FOUND, {"title": "not found", "status": 404})
+                    return
+                if not self._authorised():
                     return
                 job = self._job()
                 if job is not None:

@@ -64,6 +64,14 @@ def pgserver_modules() -> tuple[Path, ModuleType]:
     return POSTGRES_BIN_PATH, utils
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a secret readable by its owner only, from the moment the file exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -174,11 +182,13 @@ class EmbeddedWarehouse:
         # TCP clients authenticate with a random superuser password that never leaves .local/ (mode 0600);
         # only the server's own user may use the (disabled) unix socket without one.
         password = secrets.token_urlsafe(24)
-        self.password_file.write_text(password)
-        self.password_file.chmod(0o600)
+        write_private(self.password_file, password)
         pwfile = self.base_dir / "initdb.pw"  # initdb wants an empty data dir
-        pwfile.write_text(password)
-        pwfile.chmod(0o644)
+        write_private(pwfile, password)
+        if (user := self._system_user()) is not None:  # initdb runs as that user and must read it
+            import pwd
+
+            os.chown(pwfile, pwd.getpwnam(user).pw_uid, -1)
         try:
             self._pg(
                 "initdb",

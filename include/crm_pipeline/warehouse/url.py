@@ -6,7 +6,7 @@ anything else runs, so parsing and the reachability probe live here and nowhere 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
@@ -25,8 +25,8 @@ class WarehouseUrl:
     host: str
     port: int
     user: str
-    password: str | None
-    database: str
+    password: str | None = field(repr=False)
+    database: str = ""
 
     def libpq(self) -> str:
         """``postgresql://`` URL for psycopg and libpq."""

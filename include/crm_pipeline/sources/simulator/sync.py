@@ -238,38 +238,37 @@ def run_sync(
         )
 
         identity_kind = IDENTITY_KINDS.get((spec.source, spec.stream))
-        truth = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below, after its COPY
-        key = spec.primary_key[0]
+        with tempfile.TemporaryFile("w+") as truth:  # ground-truth rows, spooled to disk: bounded memory
+            key = spec.primary_key[0]
 
-        def emitted() -> Iterator[dict[str, Any]]:
-            for index, record in generate(world, spec.stream, window_start, until, dirt_rate):
-                if identity_kind is not None:
-                    entity = world.person_of(index) if identity_kind == "contact" else index
-                    truth.write(f"{spec.source}\t{spec.stream}\t{record[key]}\t{identity_kind}\t{entity}\n")
-                yield record
-            if spec.sync_mode == "incremental_append" and since is not None:
-                # Airbyte's inclusive cursor: records at the previous sync's last cursor value come again.
-                for _, record in generate(world, spec.stream, since - timedelta(seconds=1), since, dirt_rate):
+            def emitted() -> Iterator[dict[str, Any]]:
+                for index, record in generate(world, spec.stream, window_start, until, dirt_rate):
+                    if identity_kind is not None:
+                        entity = world.person_of(index) if identity_kind == "contact" else index
+                        truth.write(f"{spec.source}\t{spec.stream}\t{record[key]}\t{identity_kind}\t{entity}\n")
                     yield record
+                if spec.sync_mode == "incremental_append" and since is not None:
+                    # Airbyte's inclusive cursor: records at the previous sync's last cursor value come again.
+                    for _, record in generate(world, spec.stream, since - timedelta(seconds=1), since, dirt_rate):
+                        yield record
 
-        batch = SyncBatch(sync_id=sync_id, extracted_at=extracted_at, generation_id=generation)
-        rng = rng_for(seed, spec.key, "raw_ids", number)
-        naive = "naive_timestamps" in kinds
+            batch = SyncBatch(sync_id=sync_id, extracted_at=extracted_at, generation_id=generation)
+            rng = rng_for(seed, spec.key, "raw_ids", number)
+            naive = "naive_timestamps" in kinds
 
-        def rows() -> Iterator[tuple[Any, ...]]:
-            for n, record in enumerate(with_faults(spec, emitted(), kinds), start=1):
-                if progress is not None and n % 2000 == 0:
-                    progress(2000)
-                if naive and spec.cursor_field and isinstance(record.get(spec.cursor_field), datetime):
-                    record[spec.cursor_field] = record[spec.cursor_field].replace(tzinfo=None)
-                yield encode_row(target, record, str(uuid.UUID(int=rng.getrandbits(128), version=4)), batch)
+            def rows() -> Iterator[tuple[Any, ...]]:
+                for n, record in enumerate(with_faults(spec, emitted(), kinds), start=1):
+                    if progress is not None and n % 2000 == 0:
+                        progress(2000)
+                    if naive and spec.cursor_field and isinstance(record.get(spec.cursor_field), datetime):
+                        record[spec.cursor_field] = record[spec.cursor_field].replace(tzinfo=None)
+                    yield encode_row(target, record, str(uuid.UUID(int=rng.getrandbits(128), version=4)), batch)
 
-        written = write_batch(conn, target, rows())
-        if progress is not None:
-            progress(written % 2000)
-        if identity_kind is not None:
-            _store_identity(conn, truth)
-        truth.close()
+            written = write_batch(conn, target, rows())
+            if progress is not None:
+                progress(written % 2000)
+            if identity_kind is not None:
+                _store_identity(conn, truth)
         conn.execute(
             "insert into crm_simulator.sync_state as s (stream, syncs, synced_until, generation_id)"
             " values (%s, %s, %s, %s) on conflict (stream) do update"
