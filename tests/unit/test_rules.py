@@ -37,3 +37,20 @@ def test_sync_id_must_be_an_integer() -> None:
     spec = default_catalogue().get("hubspot.contacts")
     with pytest.raises(ValueError, match="invalid literal"):
         raw_batch_query(spec, "7; drop table x")  # type: ignore[arg-type]
+
+
+def test_duplicate_keys_stop_dedup_streams_but_only_warn_on_append_streams() -> None:
+    def severity(key: str) -> str:
+        spec = default_catalogue().get(key)
+        (rule,) = [r for r in raw_rules(spec, datetime.now(UTC)) if r.rule == "primary_key_unique"]
+        return rule.severity
+
+    assert severity("hubspot.contacts") == "error"
+    assert severity("hubspot.engagements") == "warn", "append streams get duplicates by design (at-least-once)"
+
+
+def test_checks_on_pii_columns_are_marked_for_redaction() -> None:
+    spec = default_catalogue().get("hubspot.contacts")
+    (email,) = [r for r in raw_rules(spec, datetime.now(UTC)) if r.rule == "email_format"]
+    assert email.pii
+    assert not any(r.pii for r in raw_rules(default_catalogue().get("hubspot.deals"), datetime.now(UTC)))

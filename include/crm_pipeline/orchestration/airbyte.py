@@ -63,14 +63,26 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
             # The provider returns None when the job already succeeded at submit; the job id is still known.
             return super().execute(context) or getattr(self, "job_id", None)
         except AirflowException as exc:
+            self._record_failure(context)
             job = getattr(self, "job_id", None)
             where = f"{self.connection_variable} (job {job})" if job else self.connection_variable
             raise AirflowException(f"Airbyte sync of {where} failed: {exc}") from exc
+
+    def _record_failure(self, context: Any, job_id: int | None = None) -> None:
+        """Failed, cancelled and timed-out jobs go to the audit table too; never mask the original error."""
+        job_id = job_id or getattr(self, "job_id", None)
+        if not job_id:
+            return
+        try:
+            store_airbyte_job(self.connection_variable, int(job_id), context["run_id"])
+        except Exception:  # the sync's own failure is what the task must report
+            self.log.warning("could not record Airbyte job %s in crm_audit.airbyte_jobs", job_id, exc_info=True)
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
         try:
             super().execute_complete(context, event)
         except RuntimeError as exc:
+            self._record_failure(context, event.get("job_id"))
             raise AirflowException(
                 f"Airbyte sync of {self.connection_variable} (job {event.get('job_id')}) "
                 f"ended {event.get('status')}: {exc}"
@@ -85,20 +97,17 @@ def route_connection(variable: str, airbyte_task_id: str, simulator_task_ids: li
     return [airbyte_task_id] if connection_id else simulator_task_ids
 
 
-@task(pool="warehouse")
-def record_airbyte_job(variable: str, job_id: int) -> dict[str, dict[str, Any]]:
-    """Write the job's id, status, rows, bytes and duration to ``crm_audit.airbyte_jobs``; return the batches."""
+def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
+    """Record a job's final state (id, status, rows, bytes, duration) in ``crm_audit.airbyte_jobs``."""
     from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
 
+    from crm_pipeline.warehouse.ddl import run_ddl, split_script
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     specs = connection_groups()[variable]
     job = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).get_job_details(int(job_id))
-    run_id = get_current_context()["run_id"]
     with connect(task_warehouse_url()) as conn:
-        for stmt in JOBS_DDL.split(";"):
-            if stmt.strip():
-                conn.execute(stmt)
+        run_ddl(conn, split_script(JOBS_DDL))
         conn.execute(
             "insert into crm_audit.airbyte_jobs (job_id, connection_variable, connection_id, streams, status,"
             " rows_synced, bytes_synced, duration, started_at, run_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -117,7 +126,15 @@ def record_airbyte_job(variable: str, job_id: int) -> dict[str, dict[str, Any]]:
                 run_id,
             ),
         )
-    return {s.key: {"stream": s.key, "sync_id": int(job_id), "source": "airbyte"} for s in specs}
+
+
+@task(pool="warehouse")
+def record_airbyte_job(variable: str, job_id: int) -> dict[str, dict[str, Any]]:
+    """Record the succeeded job and hand each stream's batch (the job id is its ``sync_id``) to the gates."""
+    store_airbyte_job(variable, int(job_id), get_current_context()["run_id"])
+    return {
+        s.key: {"stream": s.key, "sync_id": int(job_id), "source": "airbyte"} for s in connection_groups()[variable]
+    }
 
 
 @task(trigger_rule="none_failed_min_one_success")

@@ -19,6 +19,7 @@ from crm_pipeline.quality.rules import Rule
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 SAMPLE_SIZE = 5
+REDACTED = "<pii redacted>"  # samples of PII columns never reach XCom, logs or the results table
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class GateReport:
         return not self.errors
 
     def summary(self) -> dict[str, Any]:
-        """What goes to XCom and into alerts: counts and the failing rules, never rows."""
+        """What goes to XCom and into alerts: counts and the failing rules with a few sample values (redacted for
+        PII columns), never rows."""
         return {
             "gate": self.gate,
             "target": self.target,
@@ -70,6 +72,18 @@ class GateReport:
 
     def as_rows(self) -> list[dict[str, Any]]:
         return [asdict(o) for o in self.outcomes]
+
+
+def _raised(exception_info: Any) -> str | None:
+    """The message of an exception GX caught while computing a rule's metrics, if any. GX reports either one
+    ``{"raised_exception": ..., "exception_message": ...}`` or such a dict per metric."""
+    if not exception_info:
+        return None
+    infos = [exception_info] if "raised_exception" in exception_info else list(exception_info.values())
+    for info in infos:
+        if isinstance(info, dict) and info.get("raised_exception"):
+            return str(info.get("exception_message") or "unknown error").splitlines()[0][:300]
+    return None
 
 
 def _quiet_gx() -> None:
@@ -109,21 +123,20 @@ def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rul
             name = item.expectation_config.meta["rule"]
             rule = by_name[name]
             details = item.result or {}
+            error = _raised(item.exception_info)
+            sample = list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
             outcomes.append(
                 RuleOutcome(
                     name=name,
                     rule=rule.rule,
                     column=rule.column,
                     severity=rule.severity,
-                    success=bool(item.success),
+                    # A rule that could not run (a column gone, a type changed) has failed: it proved nothing.
+                    success=bool(item.success) and error is None,
                     unexpected_count=details.get("unexpected_count"),
                     element_count=details.get("element_count"),
-                    sample=list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
-                    observed=details.get("observed_value"),
+                    sample=[REDACTED] * len(sample) if rule.pii else sample,
+                    observed=f"could not run: {error}" if error is not None else details.get("observed_value"),
                 )
             )
-            if item.exception_info and item.exception_info.get("raised_exception"):
-                raise GateFailed(
-                    f"gate {gate}: rule {name} could not run: {item.exception_info.get('exception_message')}"
-                )
     return GateReport(gate=gate, target=query, outcomes=tuple(outcomes))

@@ -7,6 +7,7 @@ import json
 import psycopg
 
 from crm_pipeline.quality.checkpoint import GateReport
+from crm_pipeline.warehouse.ddl import run_ddl, split_script
 
 DDL = """
 create schema if not exists crm_audit;
@@ -37,30 +38,27 @@ def store_report(
     sync_id: int | None,
     run_id: str | None,
 ) -> None:
-    with conn.transaction():
-        for stmt in DDL.split(";"):
-            if stmt.strip():
-                conn.execute(stmt)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into crm_audit.gate_results (gate, stream, sync_id, run_id, rule, column_name, severity,"
-                " success, unexpected_count, element_count, sample, observed)"
-                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        report.gate,
-                        stream,
-                        sync_id,
-                        run_id,
-                        o.name,
-                        o.column,
-                        o.severity,
-                        o.success,
-                        o.unexpected_count,
-                        o.element_count,
-                        json.dumps(o.sample, default=str),
-                        json.dumps(o.observed, default=str),
-                    )
-                    for o in report.outcomes
-                ],
-            )
+    run_ddl(conn, split_script(DDL))
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "insert into crm_audit.gate_results (gate, stream, sync_id, run_id, rule, column_name, severity,"
+            " success, unexpected_count, element_count, sample, observed)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    report.gate,
+                    stream,
+                    sync_id,
+                    run_id,
+                    o.name,
+                    o.column,
+                    o.severity,
+                    o.success,
+                    o.unexpected_count,
+                    o.element_count,
+                    json.dumps(o.sample, default=str),
+                    json.dumps(o.observed, default=str),
+                )
+                for o in report.outcomes
+            ],
+        )

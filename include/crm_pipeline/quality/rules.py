@@ -28,6 +28,7 @@ class Rule:
     severity: Severity
     expectation: str  # the GX expectation class name
     kwargs: dict[str, Any]
+    pii: bool = False  # the column holds personal data: failing samples are redacted
 
 
 def quote_ident(name: str) -> str:
@@ -59,6 +60,8 @@ def raw_rules(spec: StreamSpec, now: datetime) -> list[Rule]:
                 {"column": pk},
             )
         )
+    # Append streams get duplicate keys by design (Airbyte's at-least-once delivery): there it is a finding, not a stop.
+    unique_severity: Severity = "warn" if spec.sync_mode == "incremental_append" else "error"
     if len(spec.primary_key) == 1:
         pk = spec.primary_key[0]
         rules.append(
@@ -66,7 +69,7 @@ def raw_rules(spec: StreamSpec, now: datetime) -> list[Rule]:
                 f"{key}:primary_key_unique:{pk}",
                 "primary_key_unique",
                 pk,
-                "error",
+                unique_severity,
                 "ExpectColumnValuesToBeUnique",
                 {"column": pk},
             )
@@ -77,7 +80,7 @@ def raw_rules(spec: StreamSpec, now: datetime) -> list[Rule]:
                 f"{key}:primary_key_unique",
                 "primary_key_unique",
                 None,
-                "error",
+                unique_severity,
                 "ExpectCompoundColumnsToBeUnique",
                 {"column_list": list(spec.primary_key)},
             )
@@ -118,7 +121,15 @@ def raw_rules(spec: StreamSpec, now: datetime) -> list[Rule]:
     for check in spec.checks:
         expectation, kwargs = _check_expectation(spec, check)
         rules.append(
-            Rule(f"{key}:{check.rule}:{check.column}", check.rule, check.column, check.severity, expectation, kwargs)
+            Rule(
+                f"{key}:{check.rule}:{check.column}",
+                check.rule,
+                check.column,
+                check.severity,
+                expectation,
+                kwargs,
+                pii=check.column in spec.pii_columns,
+            )
         )
     return rules
 

@@ -76,9 +76,21 @@ def _index_sql(spec: StreamSpec, schema: str, table: str) -> list[sql.Composed]:
 
 
 def ensure_raw_table(conn: psycopg.Connection, spec: StreamSpec) -> None:
+    """Create the schema, table and indexes if missing, and add back contract columns the table lacks (a column
+    the source sends again is propagated, as Airbyte does). Alters nothing when the table is complete, so a
+    normal sync takes no exclusive lock."""
     conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(spec.raw_schema)))
     conn.execute(_create_table_sql(spec, table_ident(spec)))
-    for name, airbyte_type in spec.columns.items():  # a column the source sends again is propagated back
+    present = {
+        row[0]
+        for row in conn.execute(
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+            (spec.raw_schema, spec.stream),
+        )
+    }
+    for name, airbyte_type in spec.columns.items():
+        if name in present:
+            continue
         conn.execute(
             sql.SQL("alter table {} add column if not exists {} {}").format(
                 table_ident(spec), sql.Identifier(name), sql.SQL(POSTGRES_TYPES[airbyte_type])

@@ -31,6 +31,7 @@ from crm_pipeline.sources import raw_tables
 from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, table_ident, write_batch
 from crm_pipeline.sources.simulator import hubspot, salesforce
 from crm_pipeline.sources.simulator.world import EPOCH, Scale, World, rng_for
+from crm_pipeline.warehouse.ddl import ddl_transaction, split_script
 
 FaultKind = Literal[
     "null_primary_key",
@@ -214,9 +215,11 @@ def run_sync(
     ``sync_id``: the id to stamp (the Airbyte API double passes its job id, as Airbyte does); by default the next
     value of the simulator's own sequence. ``progress`` is called with row counts as they stream (a progress bar)."""
     generate = GENERATORS[spec.source]
-    with conn.transaction():
-        for stmt in STATE_DDL.split(";"):
+    with ddl_transaction(conn):
+        for stmt in split_script(STATE_DDL):
             conn.execute(stmt)
+        raw_tables.ensure_raw_table(conn, spec)
+    with conn.transaction():
         row = conn.execute(
             "select syncs, synced_until, generation_id from crm_simulator.sync_state where stream = %s for update",
             (spec.key,),
@@ -241,16 +244,23 @@ def run_sync(
         with tempfile.TemporaryFile("w+") as truth:  # ground-truth rows, spooled to disk: bounded memory
             key = spec.primary_key[0]
 
+            resend = spec.sync_mode == "incremental_append" and since is not None
+            in_window: set[Any] = set()
+
             def emitted() -> Iterator[dict[str, Any]]:
                 for index, record in generate(world, spec.stream, window_start, until, dirt_rate):
                     if identity_kind is not None:
                         entity = world.person_of(index) if identity_kind == "contact" else index
                         truth.write(f"{spec.source}\t{spec.stream}\t{record[key]}\t{identity_kind}\t{entity}\n")
+                    if resend:
+                        in_window.add(record[key])
                     yield record
-                if spec.sync_mode == "incremental_append" and since is not None:
-                    # Airbyte's inclusive cursor: records at the previous sync's last cursor value come again.
+                if resend and since is not None:
+                    # Airbyte's inclusive cursor: records still at the previous sync's last cursor value are
+                    # read again, unchanged (exact duplicates); records changed since come only in the window.
                     for _, record in generate(world, spec.stream, since - timedelta(seconds=1), since, dirt_rate):
-                        yield record
+                        if record[key] not in in_window:
+                            yield record
 
             batch = SyncBatch(sync_id=sync_id, extracted_at=extracted_at, generation_id=generation)
             rng = rng_for(seed, spec.key, "raw_ids", number)

@@ -1,0 +1,58 @@
+"""The GX checkpoint wrapper on real PostgreSQL: failures, redaction, and rules that cannot run."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from crm_pipeline.quality.checkpoint import REDACTED, run_checkpoint
+from crm_pipeline.quality.rules import Rule
+from crm_pipeline.warehouse.url import WarehouseUrl
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def people(warehouse: WarehouseUrl) -> WarehouseUrl:
+    with psycopg.connect(warehouse.libpq()) as conn:
+        conn.execute("create table people (id int, email text)")
+        conn.execute("insert into people values (1, 'a@example.com'), (2, 'not-an-email'), (null, 'b@example.com')")
+    return warehouse
+
+
+def _rule(name: str, expectation: str, severity: str = "error", pii: bool = False, **kwargs: object) -> Rule:
+    return Rule(name, name, str(kwargs.get("column")), severity, expectation, dict(kwargs), pii=pii)  # type: ignore[arg-type]
+
+
+def test_failures_are_counted_and_pii_samples_redacted(people: WarehouseUrl) -> None:
+    report = run_checkpoint(
+        people,
+        "people",
+        "select * from people",
+        [
+            _rule("id_not_null", "ExpectColumnValuesToNotBeNull", column="id"),
+            _rule("email_format", "ExpectColumnValuesToMatchRegex", pii=True, column="email", regex=r"^[^@]+@[^@]+$"),
+            _rule("few_rows", "ExpectTableRowCountToBeBetween", severity="warn", max_value=2),
+        ],
+    )
+    outcomes = {o.name: o for o in report.outcomes}
+    assert outcomes["id_not_null"].unexpected_count == 1
+    assert outcomes["email_format"].sample == [REDACTED], "the failing email itself never leaves the database"
+    assert [o.name for o in report.warnings] == ["few_rows"]
+    assert not report.passed
+    assert "not-an-email" not in str(report.summary())
+
+
+def test_a_rule_that_cannot_run_fails_and_says_why(people: WarehouseUrl) -> None:
+    report = run_checkpoint(
+        people,
+        "people",
+        "select * from people",
+        [
+            _rule("ghost_not_null", "ExpectColumnValuesToNotBeNull", column="ghost"),
+        ],
+    )
+    (outcome,) = report.outcomes
+    assert not outcome.success
+    assert str(outcome.observed).startswith("could not run:")
+    assert "ghost" in str(outcome.observed)
