@@ -28,7 +28,7 @@ _CRON_FIELD = re.compile(r"^[\d*/,\-]+$")
 SourceSystem = Literal["hubspot", "salesforce"]
 SyncMode = Literal["full_refresh_overwrite", "incremental_append", "incremental_append_deduped"]
 Severity = Literal["error", "warn"]
-# Airbyte's data types as its protocol names them; raw_contract.py maps them to the Postgres destination's types.
+# Airbyte's data types as its protocol names them; sources/contract.py maps them to the Postgres destination's types.
 AirbyteType = Literal[
     "string",
     "integer",

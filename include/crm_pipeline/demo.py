@@ -83,8 +83,7 @@ def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None
             print(f"  {name:<36} {_fmt(_count(conn, spec.raw_schema, spec.stream))}")
         print("\nmarts (rows):")
         for gate in MART_GATES:
-            schema, table = gate.query.split(" from ")[1].split(".")
-            print(f"  {schema + '.' + table:<36} {_fmt(_count(conn, schema, table))}")
+            print(f"  {gate.schema + '.' + gate.table:<36} {_fmt(_count(conn, gate.schema, gate.table))}")
         print("\ngate results of the last run:")
         if _count(conn, "crm_audit", "gate_results") is None:
             print("  (no gate has run yet)")

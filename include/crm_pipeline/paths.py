@@ -21,7 +21,6 @@ AIRFLOW_SETTINGS_FILE = PROJECT_DIR / "airflow_settings.yaml"
 
 WAREHOUSE_DIR = LOCAL_DIR / "warehouse"
 AIRFLOW_HOME = LOCAL_DIR / "airflow"
-GX_DIR = LOCAL_DIR / "gx"
 
 # The Airflow connection every task reaches the warehouse through.
 WAREHOUSE_CONN_ID = "crm_warehouse"

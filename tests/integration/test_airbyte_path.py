@@ -35,7 +35,7 @@ def airbyte(warehouse: WarehouseUrl) -> Iterator[AirbyteDouble]:
         yield double
 
 
-def _variables(double: AirbyteDouble) -> dict[str, str]:
+def _variables() -> dict[str, str]:
     return {
         "crm_simulator_seed": "3",
         "crm_simulator_scale": "XS",
@@ -52,7 +52,7 @@ def _airbyte_conn(double: AirbyteDouble) -> str:
 
 
 def _run_task(local_airflow, warehouse, double: AirbyteDouble, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = local_airflow.env(warehouse, _variables(double))
+    full_env = local_airflow.env(warehouse, _variables())
     full_env.update({"AIRFLOW_CONN_AIRBYTE_DEFAULT": _airbyte_conn(double), **env})
     return subprocess.run(
         [str(VENV_BIN / "airflow"), "tasks", "test", "crm_elt", TASK],
@@ -66,7 +66,7 @@ def _run_task(local_airflow, warehouse, double: AirbyteDouble, **env: str) -> su
 
 def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, warehouse, airbyte) -> None:
     env_extra = {"AIRFLOW_CONN_AIRBYTE_DEFAULT": _airbyte_conn(airbyte)}
-    run = local_airflow.dags_test("crm_elt", warehouse, extra_env=env_extra, **_variables(airbyte))
+    run = local_airflow.dags_test("crm_elt", warehouse, extra_env=env_extra, **_variables())
     assert run.returncode == 0, run.log[-5000:]
 
     states = local_airflow.task_states("crm_elt", run.run_id)

@@ -84,7 +84,7 @@ def airflow_environment(
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DO_NOT_TRACK": "1",
-        # GX: no analytics calls; its Data Docs and stores go under .local/gx.
+        # GX: no analytics calls (its contexts are ephemeral; nothing is written to disk).
         "GX_ANALYTICS_ENABLED": "False",
         "CRM_PROJECT_DIR": str(PROJECT_DIR),
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),

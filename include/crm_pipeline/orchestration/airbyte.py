@@ -8,7 +8,6 @@ as ``_airbyte_meta.sync_id``, so each stream's gate checks exactly the rows of t
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import timedelta
 from typing import Any
@@ -148,4 +147,4 @@ def collect_batches(variable: str, airbyte_job_task_id: str, simulator_task_ids:
             batches[summary["stream"]] = summary
     if not batches:
         raise AirflowException(f"no batch arrived for connection {variable}")
-    return json.loads(json.dumps(batches))
+    return batches

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from crm_pipeline.errors import GateFailed
@@ -69,9 +69,6 @@ class GateReport:
         if self.errors:
             details = "; ".join(f"{o.name}: {o.unexpected_count} unexpected, e.g. {o.sample}" for o in self.errors)
             raise GateFailed(f"gate {self.gate} failed on {self.target}: {details}")
-
-    def as_rows(self) -> list[dict[str, Any]]:
-        return [asdict(o) for o in self.outcomes]
 
 
 def _raised(exception_info: Any) -> str | None:

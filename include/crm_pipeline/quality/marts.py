@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crm_pipeline.quality.rules import Rule
+from crm_pipeline.quality.rules import Rule, quote_ident
 
 NORMALISED_EMAIL = r"^[a-z0-9._%+'-]+@[a-z0-9.-]+\.[a-z0-9-]+$"
 
@@ -12,8 +12,13 @@ NORMALISED_EMAIL = r"^[a-z0-9._%+'-]+@[a-z0-9.-]+\.[a-z0-9-]+$"
 @dataclass(frozen=True)
 class MartGate:
     name: str
-    query: str
+    schema: str
+    table: str
     rules: tuple[Rule, ...]
+
+    @property
+    def query(self) -> str:
+        return f"select * from {quote_ident(self.schema)}.{quote_ident(self.table)}"  # noqa: S608 - quoted identifiers
 
 
 def _rule(mart: str, rule: str, expectation: str, **kwargs: object) -> Rule:
@@ -25,7 +30,8 @@ def _rule(mart: str, rule: str, expectation: str, **kwargs: object) -> Rule:
 MART_GATES: tuple[MartGate, ...] = (
     MartGate(
         name="mart__dim_contacts",
-        query="select * from marts.dim_contacts",
+        schema="marts",
+        table="dim_contacts",
         rules=(
             _rule("dim_contacts", "primary_key_not_null", "ExpectColumnValuesToNotBeNull", column="contact_id"),
             _rule("dim_contacts", "primary_key_unique", "ExpectColumnValuesToBeUnique", column="contact_id"),

@@ -56,7 +56,7 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _ms(ts: float) -> int:
+def _epoch_ms(ts: float) -> int:
     return round(ts * 1000)
 
 
@@ -212,9 +212,9 @@ def engagement(world: World, index: int, at: datetime, dirt_rate: float) -> dict
         "portalId": 4_400_000,
         "type": kind,
         "active": True,
-        "createdAt": _ms(life.created),
-        "lastUpdated": _ms(life.updated(now)),
-        "timestamp": _ms(life.created),
+        "createdAt": _epoch_ms(life.created),
+        "lastUpdated": _epoch_ms(life.updated(now)),
+        "timestamp": _epoch_ms(life.created),
         "ownerId": OWNER_ID_BASE + owner_of(world, "engagement", index, 0),
         "associations": {"contactIds": [CONTACT_ID_BASE + contact_index]},
         "associations_contactIds": [CONTACT_ID_BASE + contact_index],
@@ -278,7 +278,7 @@ def changed_records(
     """``(entity index, record)`` for live records of ``stream`` as of ``until`` whose last change is in
     ``(since, until]`` (all live records when ``since`` is None), in id order."""
     if stream == "deal_pipelines":
-        yield 0, deal_pipeline(_ms(EPOCH.timestamp() - 400 * 86400))
+        yield 0, deal_pipeline(_epoch_ms(EPOCH.timestamp() - 400 * 86400))
         return
     kind, render = RENDERERS[stream]
     now, start = until.timestamp(), (since.timestamp() if since is not None else None)
