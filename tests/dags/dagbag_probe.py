@@ -30,6 +30,17 @@ def _trap(what: str):
     return refuse
 
 
+def _trap_lookup(owner: type, name: str) -> None:
+    """Variables and Connections at parse time: in this context Variable.get may fall back to its default without
+    opening a socket, so the lookups themselves are trapped."""
+    setattr(owner, name, staticmethod(_trap(f"{owner.__name__}.{name}")))
+
+
+from airflow.models import Variable as ModelVariable  # noqa: E402
+from airflow.sdk import BaseHook, Connection, Variable  # noqa: E402
+
+for owner, name in ((Variable, "get"), (ModelVariable, "get"), (Connection, "get"), (BaseHook, "get_connection")):
+    _trap_lookup(owner, name)
 socket.socket.connect = _trap("socket.connect")  # type: ignore[method-assign]
 socket.socket.connect_ex = _trap("socket.connect_ex")  # type: ignore[method-assign]
 socket.create_connection = _trap("socket.create_connection")  # type: ignore[assignment]

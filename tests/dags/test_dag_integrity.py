@@ -23,7 +23,13 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 @pytest.fixture(scope="module")
 def probe() -> dict[str, Any]:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    # The metadata DB points at a closed loopback port: a DAG file that reads a Variable, a Connection or the
+    # database at import would open a socket there, and the probe's trap records it.
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://nobody@127.0.0.1:9/nothing",
+    }
     proc = subprocess.run(
         [sys.executable, str(PROBE), str(DAGS)],
         env=env,
@@ -70,3 +76,31 @@ def test_the_graph_gates_before_transform(probe: dict[str, Any]) -> None:
         assert {f"extract.sync__hubspot__{stream}", f"extract.gate__hubspot__{stream}"} <= task_ids
     assert "transform.dim_contacts.run" in task_ids
     assert "audit_marts" in task_ids
+
+
+@pytest.mark.parametrize(
+    "offence",
+    [
+        "from airflow.sdk import Variable\nVariable.get('airbyte_connection_hubspot', default=None)\n",
+        "import socket\nsocket.create_connection(('127.0.0.1', 5432), timeout=1)\n",
+        "import subprocess\nsubprocess.run(['dbt', '--version'], check=False)\n",
+    ],
+)
+def test_the_probe_catches_io_at_import(tmp_path: Path, offence: str) -> None:
+    """The traps are real: a DAG file that reads a Variable, opens a socket or shells out is caught."""
+    (tmp_path / "offending_dag.py").write_text(
+        "from datetime import datetime\nfrom airflow.sdk import dag\n"
+        + offence
+        + "@dag(dag_id='offending', start_date=datetime(2026, 1, 1), schedule=None)\ndef offending():\n    pass\n"
+        "offending()\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://nobody@127.0.0.1:9/nothing",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(PROBE), str(tmp_path)], env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["trapped_calls"], result

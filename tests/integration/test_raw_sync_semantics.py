@@ -178,3 +178,25 @@ def test_identity_ground_truth_links_both_crms(warehouse: WarehouseUrl) -> None:
         assert sf_identified == sf_contacts > 1000, "every Salesforce contact has its ground truth"
         # Everyone in Salesforce is in HubSpot too, but for the few HubSpot deleted before the first sync.
         assert 0.95 * sf_contacts < sf_with_hubspot_twin <= sf_contacts
+
+
+def test_overwrite_keeps_the_views_that_read_the_table(warehouse: WarehouseUrl) -> None:
+    spec = _spec("full_refresh_overwrite")
+    with psycopg.connect(warehouse.libpq()) as conn:
+        _write(conn, spec, 1, [("a", T0, "a1")])
+        conn.execute(f'create view public.reads_it as select id, email from raw_hubspot."{spec.stream}"')
+        _write(conn, spec, 2, [("b", T0, "b2")])
+        assert conn.execute("select id, email from public.reads_it").fetchall() == [("b", "b2")]
+
+
+def test_schema_faults_work_when_staging_views_read_the_table(warehouse: WarehouseUrl) -> None:
+    with psycopg.connect(warehouse.libpq()) as conn:
+        spec = default_catalogue().get("hubspot.deals")
+        run_sync(conn, spec, seed=3, scale="S")
+        conn.execute("create schema staging")
+        conn.execute("create view staging.stg_deals as select id, archived from raw_hubspot.deals")
+        conn.commit()
+        run_sync(conn, spec, seed=3, scale="S", faults=(Fault(stream=spec.key, kind="retyped_column"),))
+        assert _columns(conn, "raw_hubspot", "deals")["archived"] == "character varying"
+        gone = conn.execute("select to_regclass('staging.stg_deals')").fetchone()[0]  # type: ignore[index]
+        assert gone is None, "the destination had to drop the view; dbt recreates it on its next run"

@@ -141,15 +141,16 @@ def write_batch(conn: psycopg.Connection, spec: StreamSpec, rows: Iterable[tuple
 
 
 def _overwrite(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> int:
-    tmp_name = f"{spec.stream}_airbyte_tmp"[:63]
-    tmp = sql.Identifier(spec.raw_schema, tmp_name)
-    conn.execute(sql.SQL("drop table if exists {}").format(tmp))
-    conn.execute(_create_table_sql(spec, tmp))
-    count = _copy_rows(conn, tmp, columns, rows)
-    conn.execute(sql.SQL("drop table {}").format(table_ident(spec)))
-    conn.execute(sql.SQL("alter table {} rename to {}").format(tmp, sql.Identifier(spec.stream)))
-    for stmt in _index_sql(spec, spec.raw_schema, spec.stream):
-        conn.execute(stmt)
+    """Replace the table's rows in one transaction. Airbyte drops the table and renames a new one in; we truncate and
+    refill instead: readers see the same thing (the old rows or the new, never a mix), and the dbt staging views
+    that depend on the table survive (a DROP would need CASCADE and take them with it)."""
+    staged = sql.Identifier(f"_overwrite_{spec.stream}"[:63])
+    conn.execute(sql.SQL("create temp table {} (like {}) on commit drop").format(staged, table_ident(spec)))
+    count = _copy_rows(conn, staged, columns, rows)
+    col_list = sql.SQL(", ").join(map(sql.Identifier, columns))
+    conn.execute(sql.SQL("truncate {}").format(table_ident(spec)))
+    conn.execute(sql.SQL("insert into {} ({}) select {} from {}").format(table_ident(spec), col_list, col_list, staged))
+    conn.execute(sql.SQL("drop table {}").format(staged))
     return count
 
 

@@ -171,11 +171,31 @@ def with_faults(spec: StreamSpec, records: Iterator[dict[str, Any]], kinds: set[
         yield from (dict(r) for r in first)
 
 
+def drop_dependent_views(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
+    """Drop (cascade) every view that reads ``schema.table``; return their names."""
+    rows = conn.execute(
+        "select distinct vn.nspname, v.relname from pg_depend d"
+        " join pg_rewrite r on r.oid = d.objid"
+        " join pg_class v on v.oid = r.ev_class and v.relkind = 'v'"
+        " join pg_namespace vn on vn.oid = v.relnamespace"
+        " where d.refobjid = (select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        "                     where n.nspname = %s and c.relname = %s) and v.oid <> d.refobjid",
+        (schema, table),
+    ).fetchall()
+    for view_schema, view in rows:
+        conn.execute(sql.SQL("drop view if exists {} cascade").format(sql.Identifier(view_schema, view)))
+    return [f"{s}.{v}" for s, v in rows]
+
+
 def _faulty_spec(conn: psycopg.Connection, spec: StreamSpec, kinds: set[str]) -> StreamSpec:
     """Apply the schema side of a fault the way the destination would see it, and the spec the batch now has."""
     table = table_ident(spec)
     columns = dict(spec.columns)
     raw_tables.ensure_raw_table(conn, spec)
+    if kinds & {"dropped_column", "retyped_column", "naive_timestamps"}:
+        # PostgreSQL refuses to drop or retype a column a view uses; a destination applying such a schema change
+        # has to drop the dependent views. dbt recreates them on its next run.
+        drop_dependent_views(conn, spec.raw_schema, spec.stream)
     if "new_column" in kinds:  # Airbyte propagates a new source column: ALTER TABLE ADD COLUMN
         conn.execute(
             sql.SQL("alter table {} add column if not exists {} varchar").format(table, sql.Identifier(NEW_COLUMN))
