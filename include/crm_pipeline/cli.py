@@ -22,8 +22,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from crm_pipeline.errors import CrmPipelineError
+
+if TYPE_CHECKING:
+    from crm_pipeline.local_airflow.runner import LocalStack
 
 
 def _step(message: str) -> Callable[[], None]:
@@ -67,12 +71,13 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
 
 
 def cmd_init(_: argparse.Namespace) -> int:
-    from crm_pipeline.local_airflow.runner import (
-        build_manifest,
-        ensure_metadata_db,
-        load_settings,
-        local_stack,
-    )
+    init_stack()
+    return 0
+
+
+def init_stack() -> LocalStack:
+    """Warehouse up, metadata DB migrated, settings loaded, manifest built; the stack, for callers that go on."""
+    from crm_pipeline.local_airflow.runner import build_manifest, ensure_metadata_db, load_settings, local_stack
 
     done = _step("starting the warehouse")
     stack = local_stack()
@@ -87,7 +92,7 @@ def cmd_init(_: argparse.Namespace) -> int:
     done = _step("building the dbt manifest (dbt parse)")
     print(f"    {build_manifest(stack)}")
     done()
-    return 0
+    return stack
 
 
 def cmd_manifest(_: argparse.Namespace) -> int:
@@ -139,10 +144,9 @@ def cmd_status(_: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from crm_pipeline.demo import print_summary, reset_demo_data, run_dag_test
-    from crm_pipeline.local_airflow.runner import local_stack, run_dbt
+    from crm_pipeline.local_airflow.runner import run_dbt
 
-    cmd_init(args)
-    stack = local_stack()
+    stack = init_stack()
     if args.reset:
         done = _step("resetting the demo's raw, staging and mart schemas for a clean first sync")
         reset_demo_data(stack.warehouse)

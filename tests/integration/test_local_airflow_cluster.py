@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from crm_pipeline.local_airflow.processes import _start_time
+from crm_pipeline.warehouse.embedded import EmbeddedWarehouse
 
 pytestmark = pytest.mark.integration
 CRM = [sys.executable, "-m", "crm_pipeline.cli"]
@@ -71,6 +72,4 @@ def test_up_runs_the_dag_on_the_real_scheduler_and_down_stops_everything(tmp_pat
 
 
 def _metadata_url(local_dir: Path) -> str:
-    port = (local_dir / "warehouse" / "port").read_text().strip()
-    password = (local_dir / "warehouse" / "password").read_text().strip()
-    return f"postgresql://postgres:{password}@127.0.0.1:{port}/airflow"
+    return EmbeddedWarehouse(local_dir / "warehouse").url("airflow").libpq()

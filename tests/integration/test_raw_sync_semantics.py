@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
-from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, write_batch
+from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, prepare_raw_table, write_batch
 from crm_pipeline.sources.simulator.sync import BAD_ROWS, NEW_COLUMN, Fault, run_sync
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -24,6 +24,7 @@ def _spec(mode: str) -> StreamSpec:
 
 
 def _write(conn: psycopg.Connection, spec: StreamSpec, sync_id: int, rows: list[tuple[str, datetime, str]]) -> None:
+    prepare_raw_table(conn, spec)
     batch = SyncBatch(sync_id, datetime.now(UTC), 1)
     encoded = [
         encode_row(spec, {"id": key, "updatedAt": at, "email": email}, f"{sync_id}-{n}", batch)

@@ -8,8 +8,6 @@ measurement. The dbt profile comes from the ``crm_warehouse`` Airflow connection
 
 from __future__ import annotations
 
-from typing import Any
-
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
@@ -34,7 +32,7 @@ def project_config() -> ProjectConfig:
     return ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=manifest)
 
 
-def dbt_task_group(group_id: str, *, select: list[str] | None = None, **kwargs: Any) -> DbtTaskGroup:
+def dbt_task_group(group_id: str) -> DbtTaskGroup:
     """A Cosmos task group over the dbt project: one task per model, its tests right after it."""
     return DbtTaskGroup(
         group_id=group_id,
@@ -46,8 +44,6 @@ def dbt_task_group(group_id: str, *, select: list[str] | None = None, **kwargs: 
             test_behavior=TestBehavior.AFTER_EACH,
             # A test over two models (relationships) runs once both exist, not after the first of them.
             should_detach_multiple_parents_tests=True,
-            select=select or [],
         ),
         operator_args={"install_deps": False},
-        **kwargs,
     )

@@ -26,6 +26,7 @@ from psycopg import sql
 
 from crm_pipeline.catalogue import StreamSpec
 from crm_pipeline.sources.contract import AIRBYTE_COLUMNS, JSON_TYPES, POSTGRES_TYPES
+from crm_pipeline.warehouse.ddl import ddl_transaction
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,17 @@ def _copy_rows(
     return count
 
 
+def prepare_raw_table(conn: psycopg.Connection, spec: StreamSpec) -> None:
+    """``ensure_raw_table`` in its own transaction under the DDL lock: call it before ``write_batch``."""
+    with ddl_transaction(conn):
+        ensure_raw_table(conn, spec)
+
+
 def write_batch(conn: psycopg.Connection, spec: StreamSpec, rows: Iterable[tuple[Any, ...]]) -> int:
-    """Write one sync's encoded rows with the stream's sync-mode semantics, in one transaction."""
+    """Write one sync's encoded rows with the stream's sync-mode semantics, in one transaction. The table must
+    exist (``prepare_raw_table``): DDL runs under its own lock, not inside the load."""
     columns = column_names(spec)
     with conn.transaction():
-        ensure_raw_table(conn, spec)
         if spec.sync_mode == "incremental_append":
             return _copy_rows(conn, table_ident(spec), columns, rows)
         if spec.sync_mode == "full_refresh_overwrite":
