@@ -8,6 +8,7 @@ measurement. The dbt profile comes from the ``crm_warehouse`` Airflow connection
 
 from __future__ import annotations
 
+from airflow.sdk import TaskGroup, chain
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
@@ -32,18 +33,41 @@ def project_config() -> ProjectConfig:
     return ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=manifest)
 
 
-def dbt_task_group(group_id: str) -> DbtTaskGroup:
-    """A Cosmos task group over the dbt project: one task per model, its tests right after it."""
+# The layers in build order, each one Cosmos task group: (group id, dbt selector, tooltip).
+LAYERS: tuple[tuple[str, str, str], ...] = (
+    ("staging", "path:models/staging", "one view per raw table: renamed, cast, normalised, deduplicated"),
+    ("snapshots", "path:snapshots", "versions of records whose sources keep no history"),
+    ("intermediate", "path:models/intermediate", "both CRMs unioned; people, accounts and owners resolved"),
+    ("marts", "path:models/marts", "what analysts read: dimensions, facts, analysis marts"),
+)
+
+
+def _layer(group_id: str, select: str, tooltip: str) -> DbtTaskGroup:
     return DbtTaskGroup(
         group_id=group_id,
+        tooltip=tooltip,
         project_config=project_config(),
         profile_config=PROFILE_CONFIG,
         execution_config=EXECUTION_CONFIG,
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
+            select=[select],
             test_behavior=TestBehavior.AFTER_EACH,
             # A test over two models (relationships) runs once both exist, not after the first of them.
             should_detach_multiple_parents_tests=True,
         ),
         operator_args={"install_deps": False},
     )
+
+
+def dbt_task_group(group_id: str) -> TaskGroup:
+    """The dbt project as one task group holding a Cosmos task group per layer (staging, snapshots,
+    intermediate, marts), run in that order; inside each, one task per model with its tests (data and unit) right
+    after it.
+
+    Per layer rather than Cosmos' ``group_nodes_by_folder``: that option puts every test spanning two models into
+    the last folder's group (Cosmos 1.15), which would show mart tests under staging."""
+    with TaskGroup(group_id, tooltip="dbt via Cosmos, layer by layer") as group:
+        layers = [_layer(*layer) for layer in LAYERS]
+        chain(*layers)
+    return group

@@ -1,3 +1,6 @@
+{{ require_columns(source('hubspot', 'companies'), ['id', 'archived', 'updatedAt', 'properties_name',
+    'properties_domain']) }}
+
 with
 
 source as (
@@ -16,18 +19,15 @@ renamed as (
         properties_hubspot_owner_id as owner_id,
         {{ json_number('properties_numberofemployees') }}::integer as employee_count,
         {{ json_number('properties_annualrevenue') }} as annual_revenue,
+        coalesce(archived, false) as is_archived,
         "createdAt" as created_at,
         "updatedAt" as updated_at,
         _airbyte_extracted_at as extracted_at
     from source
-    where not coalesce(archived, false)
 ),
 
-deduplicated as (
-    select
-        *,
-        row_number() over (partition by company_id order by updated_at desc, extracted_at desc) as row_num
-    from renamed
+latest as (
+    {{ deduplicate('renamed', 'company_id', 'updated_at desc nulls last, extracted_at desc') }}
 )
 
 select
@@ -42,6 +42,7 @@ select
     employee_count,
     annual_revenue,
     created_at,
-    updated_at
-from deduplicated
-where row_num = 1
+    updated_at,
+    extracted_at
+from latest
+where not is_archived

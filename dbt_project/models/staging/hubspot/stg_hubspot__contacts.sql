@@ -1,14 +1,10 @@
+{{ require_columns(source('hubspot', 'contacts'), ['id', 'archived', 'updatedAt', 'companies', 'properties_email',
+    'properties_hs_merged_object_ids']) }}
+
 with
 
 source as (
     select * from {{ source('hubspot', 'contacts') }}
-),
-
--- A merge leaves the merged-away contact's last row in the raw table; the survivor lists its id.
-merged_away as (
-    select distinct trim(merged_id) as contact_id
-    from source
-    cross join lateral unnest(string_to_array(properties_hs_merged_object_ids, ';')) as merged_id
 ),
 
 renamed as (
@@ -21,32 +17,43 @@ renamed as (
         properties_lifecyclestage as lifecycle_stage,
         properties_hubspot_owner_id as owner_id,
         companies ->> 0 as company_id,
+        properties_hs_merged_object_ids as merged_object_ids,
+        coalesce(archived, false) as is_archived,
         "createdAt" as created_at,
         "updatedAt" as updated_at,
         _airbyte_extracted_at as extracted_at
     from source
-    where
-        not coalesce(archived, false)
-        and id not in (select merged_away.contact_id from merged_away)
 ),
 
-deduplicated as (
-    select
-        *,
-        row_number() over (partition by contact_id order by updated_at desc, extracted_at desc) as row_num
-    from renamed
+latest as (
+    {{ deduplicate('renamed', 'contact_id', 'updated_at desc nulls last, extracted_at desc') }}
+),
+
+-- A merge leaves the merged-away contact's last row in the raw table; the survivor lists its id.
+merged_away as (
+    select distinct trim(merged.merged_id) as contact_id
+    from latest
+    cross join lateral unnest(string_to_array(latest.merged_object_ids, ';')) as merged (merged_id)
+    where not latest.is_archived
 )
 
 select
-    contact_id,
-    email,
-    first_name,
-    last_name,
-    phone,
-    lifecycle_stage,
-    owner_id,
-    company_id,
-    created_at,
-    updated_at
-from deduplicated
-where row_num = 1
+    latest.contact_id,
+    latest.email,
+    latest.first_name,
+    latest.last_name,
+    latest.phone,
+    latest.lifecycle_stage,
+    latest.owner_id,
+    latest.company_id,
+    latest.merged_object_ids,
+    latest.created_at,
+    latest.updated_at,
+    latest.extracted_at
+from latest
+where
+    not latest.is_archived
+    and not exists (
+        select from merged_away
+        where merged_away.contact_id = latest.contact_id
+    )

@@ -1,3 +1,6 @@
+{{ require_columns(source('hubspot', 'deals'), ['id', 'archived', 'updatedAt', 'companies', 'contacts',
+    'properties_amount', 'properties_dealstage']) }}
+
 with
 
 source as (
@@ -10,25 +13,22 @@ renamed as (
         properties_dealname as deal_name,
         {{ json_number('properties_amount') }} as amount,
         properties_dealstage as deal_stage,
-        properties_pipeline as pipeline,
+        properties_pipeline as pipeline_id,
         properties_closedate as close_date,
         coalesce(properties_hs_is_closed_won, false) as is_won,
         properties_dealstage in ('closedwon', 'closedlost') as is_closed,
         properties_hubspot_owner_id as owner_id,
         companies ->> 0 as company_id,
         contacts ->> 0 as contact_id,
+        coalesce(archived, false) as is_archived,
         "createdAt" as created_at,
         "updatedAt" as updated_at,
         _airbyte_extracted_at as extracted_at
     from source
-    where not coalesce(archived, false)
 ),
 
-deduplicated as (
-    select
-        *,
-        row_number() over (partition by deal_id order by updated_at desc, extracted_at desc) as row_num
-    from renamed
+latest as (
+    {{ deduplicate('renamed', 'deal_id', 'updated_at desc nulls last, extracted_at desc') }}
 )
 
 select
@@ -36,7 +36,7 @@ select
     deal_name,
     amount,
     deal_stage,
-    pipeline,
+    pipeline_id,
     close_date,
     is_won,
     is_closed,
@@ -44,6 +44,7 @@ select
     company_id,
     contact_id,
     created_at,
-    updated_at
-from deduplicated
-where row_num = 1
+    updated_at,
+    extracted_at
+from latest
+where not is_archived

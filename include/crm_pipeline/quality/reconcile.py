@@ -1,0 +1,127 @@
+"""Mart figures against the raw tables: the same business numbers computed two ways must agree exactly.
+
+The raw side is written here, independently of the dbt models: the newest row per primary key straight from the
+raw tables Airbyte wrote, minus what the sources mark as gone (HubSpot ``archived`` and merged-away contacts,
+Salesforce ``IsDeleted``, converted leads, inactive engagements). A difference means a staging filter, a join
+or an aggregation in dbt lost or duplicated something.
+"""
+
+# ruff: noqa: S608  (every query is assembled from the constant fragments in this module, nothing from input)
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg
+
+from crm_pipeline.quality.checkpoint import GateReport, RuleOutcome
+from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
+
+# The newest version of every record, per raw table: what "live" is decided on.
+_LATEST = {
+    "companies": 'select distinct on (id) * from raw_hubspot.companies order by id, "updatedAt" desc nulls last,'
+    " _airbyte_extracted_at desc",
+    "contacts": 'select distinct on (id) * from raw_hubspot.contacts order by id, "updatedAt" desc nulls last,'
+    " _airbyte_extracted_at desc",
+    "deals": 'select distinct on (id) * from raw_hubspot.deals order by id, "updatedAt" desc nulls last,'
+    " _airbyte_extracted_at desc",
+    "engagements": 'select distinct on (id) * from raw_hubspot.engagements order by id, "lastUpdated" desc nulls last,'
+    " _airbyte_extracted_at desc",
+    "Account": 'select distinct on ("Id") * from raw_salesforce."Account" order by "Id", "SystemModstamp" desc'
+    " nulls last, _airbyte_extracted_at desc",
+    "Contact": 'select distinct on ("Id") * from raw_salesforce."Contact" order by "Id", "SystemModstamp" desc'
+    " nulls last, _airbyte_extracted_at desc",
+    "Lead": 'select distinct on ("Id") * from raw_salesforce."Lead" order by "Id", "SystemModstamp" desc'
+    " nulls last, _airbyte_extracted_at desc",
+    "Opportunity": 'select distinct on ("Id") * from raw_salesforce."Opportunity" order by "Id", "SystemModstamp"'
+    " desc nulls last, _airbyte_extracted_at desc",
+    "Task": 'select distinct on ("Id") * from raw_salesforce."Task" order by "Id", "SystemModstamp" desc'
+    " nulls last, _airbyte_extracted_at desc",
+}
+_HUBSPOT_AMOUNT = "(properties_amount #>> '{}')::numeric"
+
+RAW_FIGURES = {
+    "live account records": f"""
+        select (select count(*) from ({_LATEST["companies"]}) c where not coalesce(archived, false))
+             + (select count(*) from ({_LATEST["Account"]}) a where not coalesce("IsDeleted", false))""",
+    "live person records": f"""
+        with hubspot as (select * from ({_LATEST["contacts"]}) c where not coalesce(archived, false)),
+        merged_away as (
+            select trim(m) as id from hubspot, unnest(string_to_array(properties_hs_merged_object_ids, ';')) m
+        )
+        select (select count(*) from hubspot where id not in (select id from merged_away))
+             + (select count(*) from ({_LATEST["Contact"]}) c where not coalesce("IsDeleted", false))
+             + (select count(*) from ({_LATEST["Lead"]}) l
+                where not coalesce("IsDeleted", false) and not coalesce("IsConverted", false))""",
+    "live opportunities": f"""
+        select (select count(*) from ({_LATEST["deals"]}) d where not coalesce(archived, false))
+             + (select count(*) from ({_LATEST["Opportunity"]}) o where not coalesce("IsDeleted", false))""",
+    "won amount": f"""
+        select coalesce((select sum({_HUBSPOT_AMOUNT}) from ({_LATEST["deals"]}) d
+                         where not coalesce(archived, false) and coalesce(properties_hs_is_closed_won, false)), 0)
+             + coalesce((select sum("Amount") from ({_LATEST["Opportunity"]}) o
+                         where not coalesce("IsDeleted", false) and coalesce("IsWon", false)), 0)""",
+    "open pipeline amount": f"""
+        select coalesce((select sum({_HUBSPOT_AMOUNT}) from ({_LATEST["deals"]}) d
+                         where not coalesce(archived, false)
+                           and properties_dealstage not in ('closedwon', 'closedlost')), 0)
+             + coalesce((select sum("Amount") from ({_LATEST["Opportunity"]}) o
+                         where not coalesce("IsDeleted", false) and not coalesce("IsClosed", false)), 0)""",
+    "live activities": f"""
+        select (select count(*) from ({_LATEST["engagements"]}) e where coalesce(active, true))
+             + (select count(*) from ({_LATEST["Task"]}) t where not coalesce("IsDeleted", false))""",
+}
+
+# Mart side; {marts} is the schema audited (marts_build before publishing, marts after).
+MART_FIGURES = {
+    "live account records": "select sum(source_record_count) from {marts}.dim_accounts",
+    "live person records": "select sum(source_record_count) from {marts}.dim_contacts",
+    "live opportunities": "select count(*) from {marts}.fct_opportunities",
+    "won amount": "select coalesce(sum(amount), 0) from {marts}.fct_opportunities where stage_category = 'won'",
+    "open pipeline amount": "select coalesce(sum(amount), 0) from {marts}.fct_opportunities"
+    " where stage_category = 'open'",
+    "live activities": "select count(*) from {marts}.fct_activities",
+}
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    figure: str
+    raw: Decimal
+    mart: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        return self.mart - self.raw
+
+
+def reconcile(conn: psycopg.Connection, marts_schema: str = PUBLISHED_SCHEMA) -> list[Reconciliation]:
+    """Every figure computed from raw and from the marts in ``marts_schema``, in a fixed order."""
+    if marts_schema not in (PUBLISHED_SCHEMA, BUILD_SCHEMA):
+        raise ValueError(f"marts_schema must be {PUBLISHED_SCHEMA!r} or {BUILD_SCHEMA!r}, got {marts_schema!r}")
+    results = []
+    for figure, raw_sql in RAW_FIGURES.items():
+        raw = conn.execute(raw_sql).fetchone()[0]  # type: ignore[index]
+        mart = conn.execute(MART_FIGURES[figure].format(marts=marts_schema)).fetchone()[0]  # type: ignore[index]
+        results.append(Reconciliation(figure, Decimal(raw or 0), Decimal(mart or 0)))
+    return results
+
+
+def reconciliation_report(conn: psycopg.Connection, marts_schema: str) -> GateReport:
+    """The reconciliation as a gate report (one error-severity rule per figure), stored like any gate's."""
+    outcomes = tuple(
+        RuleOutcome(
+            name=f"marts.reconciles_with_raw:{r.figure.replace(' ', '_')}",
+            rule="reconciles_with_raw",
+            column=None,
+            severity="error",
+            success=r.difference == 0,
+            unexpected_count=None if r.difference == 0 else 1,
+            element_count=None,
+            sample=[] if r.difference == 0 else [f"raw {r.raw}, marts {r.mart}"],
+            observed={"raw": str(r.raw), "marts": str(r.mart)},
+        )
+        for r in reconcile(conn, marts_schema)
+    )
+    return GateReport("mart__reconciliation", marts_schema, outcomes)
