@@ -65,6 +65,9 @@ print(
                             "owner": t.owner,
                             "retries": t.retries,
                             "execution_timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                            "upstream": sorted(t.upstream_task_ids),
+                            "mapped": t.is_mapped,
+                            "pool": t.pool,
                         }
                         for t in dag.tasks
                     ],

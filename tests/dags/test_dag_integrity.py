@@ -8,6 +8,7 @@ pandas, psycopg) at DAG parse.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from crm_pipeline.catalogue import default_catalogue
 
 PROBE = Path(__file__).with_name("dagbag_probe.py")
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -71,11 +74,30 @@ def test_every_task_has_owner_retries_and_timeout(probe: dict[str, Any]) -> None
 
 
 def test_the_graph_gates_before_transform(probe: dict[str, Any]) -> None:
-    task_ids = {t["task_id"] for t in probe["dags"]["crm_elt"]["tasks"]}
-    for stream in ("contacts", "companies", "deals"):
-        assert {f"extract.sync__hubspot__{stream}", f"extract.gate__hubspot__{stream}"} <= task_ids
-    assert "transform.dim_contacts.run" in task_ids
-    assert "audit_marts" in task_ids
+    tasks = {t["task_id"]: t for t in probe["dags"]["crm_elt"]["tasks"]}
+    syncs = {"extract.airbyte_sync": "airbyte", "extract.simulate_sync": "warehouse"}
+    for task_id, pool in syncs.items():
+        assert tasks[task_id]["mapped"], f"{task_id} fans out at run time"
+        assert tasks[task_id]["pool"] == pool
+    assert set(tasks["extract.batches"]["upstream"]) == set(syncs)
+    gates = {f"extract.gate__{s.source}__{s.stream}" for s in default_catalogue().enabled()}
+    assert gates <= set(tasks), "one gate per enabled stream"
+    assert all(tasks[g]["upstream"] == ["extract.batches"] for g in gates)
+    transform_roots = {t for t, task in tasks.items() if t.startswith("transform.") and set(task["upstream"]) & gates}
+    assert transform_roots, "the transform waits for the gates"
+    assert all(set(tasks[t]["upstream"]) == gates for t in transform_roots)
+    assert {t.split(".")[1] for t in transform_roots} == {"staging"}, "staging runs first"
+    layers = ["staging", "snapshots", "intermediate", "marts"]
+    for earlier, later in itertools.pairwise(layers):
+        firsts = [
+            t
+            for t in tasks
+            if t.startswith(f"transform.{later}.")
+            and any(u.startswith(f"transform.{earlier}.") for u in tasks[t]["upstream"])
+        ]
+        assert firsts, f"{later} waits for {earlier}"
+    assert {"transform.marts.dim_contacts.run", "transform.marts.fct_activities.run"} <= set(tasks)
+    assert "audit_marts" in tasks
 
 
 @pytest.mark.parametrize(

@@ -99,11 +99,22 @@ class LocalAirflow:
         return dict(rows)
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        with psycopg.connect(self.metadata.libpq()) as conn:
-            rows = conn.execute(
-                "select task_id, state from task_instance where dag_id = %s and run_id = %s", (dag_id, run_id)
-            ).fetchall()
-        return dict(rows)
+        """``{task id: state}``; a mapped task's instances as ``task_id[rendered map index]``."""
+        return task_states(self.metadata, dag_id, run_id)
+
+
+def task_states(metadata: WarehouseUrl | str, dag_id: str, run_id: str | None = None) -> dict[str, str | None]:
+    """Task states of one run (the latest when ``run_id`` is None); mapped instances as ``task_id[map index name]``."""
+    libpq = metadata if isinstance(metadata, str) else metadata.libpq()
+    with psycopg.connect(libpq) as conn:
+        rows = conn.execute(
+            "select task_id, map_index, rendered_map_index, state from task_instance where dag_id = %s and run_id ="
+            " coalesce(%s, (select run_id from dag_run where dag_id = %s order by id desc limit 1))",
+            (dag_id, run_id, dag_id),
+        ).fetchall()
+    return {
+        task_id if index < 0 else f"{task_id}[{rendered or index}]": state for task_id, index, rendered, state in rows
+    }
 
 
 @pytest.fixture(scope="session")

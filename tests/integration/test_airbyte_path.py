@@ -6,22 +6,30 @@ job id as ``_airbyte_meta.sync_id`` as Airbyte does. The provider's operator run
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
-import subprocess
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
-from conftest import VENV_BIN
+from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOperator
+from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 from crm_pipeline.sources.airbyte_double import AirbyteDouble
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
 
 CONNECTION_ID = "9f6a1c1e-5b1f-4c7e-9d51-hubspot00001"
-TASK = "extract.airbyte__airbyte_connection_hubspot"
+TASK = "extract.airbyte_sync[airbyte_connection_hubspot]"
 
 
 @pytest.fixture
@@ -29,8 +37,11 @@ def airbyte(warehouse: WarehouseUrl) -> Iterator[AirbyteDouble]:
     hubspot = [
         s for s in default_catalogue().enabled() if s.airbyte_connection.variable == "airbyte_connection_hubspot"
     ]
+    # A client id of its own: airbyte-api caches bearer tokens per client for the whole process.
+    client_id = f"crm-pipeline-{uuid.uuid4().hex[:8]}"
+    connections = {CONNECTION_ID: hubspot}
     with AirbyteDouble(
-        warehouse, {CONNECTION_ID: hubspot}, client_id="crm-pipeline", client_secret="s3cr3t-value", seed=3, scale="XS"
+        warehouse, connections, client_id=client_id, client_secret="s3cr3t-value", seed=3, scale="XS"
     ) as double:
         yield double
 
@@ -51,17 +62,42 @@ def _airbyte_conn(double: AirbyteDouble) -> str:
     )
 
 
-def _run_task(local_airflow, warehouse, double: AirbyteDouble, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = local_airflow.env(warehouse, _variables())
-    full_env.update({"AIRFLOW_CONN_AIRBYTE_DEFAULT": _airbyte_conn(double), **env})
-    return subprocess.run(
-        [str(VENV_BIN / "airflow"), "tasks", "test", "crm_elt", TASK],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+def _run_operator(airbyte: AirbyteDouble, **operator_args: Any) -> Any:
+    """Run the mapped Airbyte task's operator as Airflow's task runner does: ``execute``, then when it defers,
+    its trigger in an event loop and ``execute_complete`` with the event. The trigger polls every 0.2 s instead of
+    60 s; everything else is the provider's code talking HTTP to the double."""
+    operator = CrmAirbyteSyncOperator(
+        task_id="airbyte_sync",
+        connection_variable="airbyte_connection_hubspot",
+        connection_id=CONNECTION_ID,
+        airbyte_conn_id=AIRBYTE_CONN_ID,
+        deferrable=True,
+        **operator_args,
     )
+    context = {"run_id": "manual__test"}
+    try:
+        return operator.execute(context)
+    except TaskDeferred as deferred:
+        trigger = deferred.trigger
+        assert isinstance(trigger, CancellingAirbyteSyncTrigger), "deferred tasks cancel their job when killed"
+        trigger.poll_interval = 0.2
+        event = asyncio.run(_first_event(trigger))
+        return getattr(operator, deferred.method_name)(context, event)
+
+
+async def _first_event(trigger: CancellingAirbyteSyncTrigger) -> dict[str, Any]:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("the trigger ended without an event")
+
+
+@pytest.fixture
+def task_env(local_airflow, warehouse, airbyte, monkeypatch) -> None:
+    """What a worker has: the Airflow connections (warehouse and Airbyte) in its environment."""
+    for key, value in local_airflow.env(warehouse, _variables()).items():
+        if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AIRFLOW_CONN_AIRBYTE_DEFAULT", _airbyte_conn(airbyte))
 
 
 def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, warehouse, airbyte) -> None:
@@ -71,8 +107,8 @@ def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, 
 
     states = local_airflow.task_states("crm_elt", run.run_id)
     assert states[TASK] == "success"
-    assert states["extract.sync__hubspot__contacts"] == "skipped", "Airbyte replaced the simulator for HubSpot"
-    assert states["extract.sync__salesforce__Account"] == "success", "Salesforce has no connection: simulator"
+    assert "extract.simulate_sync[hubspot.contacts]" not in states, "Airbyte replaced the simulator for HubSpot"
+    assert states["extract.simulate_sync[salesforce.Account]"] == "success", "Salesforce has no connection: simulator"
     assert states["extract.gate__hubspot__contacts"] == "success"
     assert states["audit_marts"] == "success"
 
@@ -105,36 +141,31 @@ def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, 
     ],
 )
 def test_failed_unauthorised_unknown_and_hung_jobs_fail_the_task_clearly(
-    local_airflow, warehouse, airbyte, mode, expected
+    airbyte, task_env, warehouse, caplog, mode, expected
 ) -> None:
     airbyte.mode = mode
-    result = _run_task(local_airflow, warehouse, airbyte)
-    output = result.stdout + result.stderr
-    # `airflow tasks test` exits 0 whatever the task did; the task's own end state is in its log.
-    assert "new_state=up_for_retry" in output, output[-3000:]
-    assert expected in output
-    assert airbyte.client_secret not in output, "the client secret never reaches the logs"
+    with pytest.raises(AirflowException) as failure:
+        _run_operator(airbyte)
+    assert expected in str(failure.value)
+    assert airbyte.client_secret not in str(failure.value) + caplog.text, "the client secret never reaches the logs"
+    if mode == "fail":
+        with psycopg.connect(warehouse.libpq()) as conn:
+            audited = conn.execute("select job_id, status from crm_audit.airbyte_jobs").fetchall()
+        assert audited == [(1000, "failed")], "failed jobs are audited too"
 
 
-def test_timeout_cancels_the_airbyte_job(local_airflow, warehouse, airbyte) -> None:
+def test_timeout_cancels_the_airbyte_job(airbyte, task_env) -> None:
     airbyte.mode = "pending"
-    result = _run_task(local_airflow, warehouse, airbyte, CRM_AIRBYTE_SYNC_TIMEOUT_MINUTES="0.2")
-    output = result.stdout + result.stderr
-    assert "new_state=up_for_retry" in output, output[-3000:]
-    assert "ended timeout: Job run 1000 has reached execution timeout" in output
+    with pytest.raises(AirflowException, match="ended timeout: Job run 1000 has reached execution timeout"):
+        _run_operator(airbyte, execution_timeout=timedelta(seconds=2))
     (job_id,) = airbyte.jobs
     assert ("DELETE", f"/v1/jobs/{job_id}") in airbyte.requests
     assert airbyte.jobs[job_id].status == "cancelled"
 
 
-def test_killing_the_running_task_cancels_the_job(airbyte, monkeypatch) -> None:
+def test_killing_the_running_task_cancels_the_job(airbyte, task_env) -> None:
     """A task killed while it waits in its worker (not deferred) cancels its Airbyte job through on_kill."""
-    from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
-
-    from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOperator
-
     airbyte.mode = "pending"
-    monkeypatch.setenv("AIRFLOW_CONN_AIRBYTE_DEFAULT", _airbyte_conn(airbyte))
     operator = CrmAirbyteSyncOperator(
         task_id="airbyte__test",
         connection_variable="airbyte_connection_hubspot",
@@ -145,3 +176,19 @@ def test_killing_the_running_task_cancels_the_job(airbyte, monkeypatch) -> None:
     operator.on_kill()
     assert ("DELETE", f"/v1/jobs/{operator.job_id}") in airbyte.requests
     assert airbyte.jobs[operator.job_id].status == "cancelled"
+
+
+def test_killing_the_deferred_task_cancels_the_job(airbyte, task_env) -> None:
+    """The triggerer calls ``on_kill`` when a person marks a deferred task failed or clears it (the real
+    triggerer doing so is shown in test_local_airflow_cluster); the trigger it rebuilds from its serialised form
+    cancels the job."""
+    airbyte.mode = "pending"
+    job_id = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).submit_sync_connection(CONNECTION_ID).job_id
+    classpath, kwargs = CancellingAirbyteSyncTrigger(
+        job_id=job_id, conn_id=AIRBYTE_CONN_ID, end_time=time.time() + 60, poll_interval=60
+    ).serialize()
+    module, _, name = classpath.rpartition(".")
+    trigger = getattr(importlib.import_module(module), name)(**kwargs)
+    asyncio.run(trigger.on_kill())
+    assert ("DELETE", f"/v1/jobs/{job_id}") in airbyte.requests
+    assert airbyte.jobs[job_id].status == "cancelled"

@@ -1,22 +1,25 @@
 """The Airbyte path: trigger a connection's sync through the provider, record the job, hand the batch to the gates.
 
 Which path a connection takes is decided when the DAG runs, not when it is parsed (parsing reads no Variables):
-``route_connection`` follows the Airbyte task when the connection's Variable holds a connection id, else the
-simulator's per-stream tasks. Streams of one connection share one Airbyte job; the job id is what Airbyte stamps
-as ``_airbyte_meta.sync_id``, so each stream's gate checks exactly the rows of that job.
+``airbyte_connections`` maps the Airbyte task over the connections whose Variable holds a connection id, and
+``simulated_streams`` maps the simulator's sync over the streams of every other connection. Streams of one
+connection share one Airbyte job; the job id is what Airbyte stamps as ``_airbyte_meta.sync_id``, so each
+stream's gate checks exactly the rows of that job.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.providers.airbyte.operators.airbyte import AirbyteTriggerSyncOperator
+from airflow.providers.airbyte.triggers.airbyte import AirbyteSyncTrigger
 from airflow.sdk import Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowException
 
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
+from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 
 AIRBYTE_CONN_ID = "airbyte_default"
 # How long one Airbyte sync may take before its job is cancelled (read from the environment, not a Variable:
@@ -50,22 +53,45 @@ def connection_groups() -> dict[str, list[StreamSpec]]:
 
 
 class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
-    """The provider's operator (deferrable, cancels the job on timeout or kill), returning the job id after a
-    deferred run too, and failing with a message that names the connection and the job."""
+    """The provider's operator (deferrable; cancels the job on timeout, on kill, and on kill while deferred)
+    that records the job in ``crm_audit.airbyte_jobs`` and returns each stream's batch for the gates, failing with
+    a message that names the connection and the job."""
 
     def __init__(self, *, connection_variable: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.connection_variable = connection_variable
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Any) -> dict[str, dict[str, Any]]:
         try:
-            # The provider returns None when the job already succeeded at submit; the job id is still known.
-            return super().execute(context) or getattr(self, "job_id", None)
+            super().execute(context)  # defers while the job runs; returns when it had already finished
         except AirflowException as exc:
             self._record_failure(context)
             job = getattr(self, "job_id", None)
             where = f"{self.connection_variable} (job {job})" if job else self.connection_variable
             raise AirflowException(f"Airbyte sync of {where} failed: {exc}") from exc
+        return self._finish(context, int(self.job_id))
+
+    def defer(self, *, trigger: Any, **kwargs: Any) -> NoReturn:
+        if isinstance(trigger, AirbyteSyncTrigger):
+            trigger = CancellingAirbyteSyncTrigger(**trigger.serialize()[1])
+        super().defer(trigger=trigger, **kwargs)
+
+    def execute_complete(self, context: Any, event: Any = None) -> dict[str, dict[str, Any]]:
+        try:
+            super().execute_complete(context, event)
+        except RuntimeError as exc:
+            self._record_failure(context, event.get("job_id"))
+            raise AirflowException(
+                f"Airbyte sync of {self.connection_variable} (job {event.get('job_id')}) "
+                f"ended {event.get('status')}: {exc}"
+            ) from exc
+        return self._finish(context, int(event["job_id"]))
+
+    def _finish(self, context: Any, job_id: int) -> dict[str, dict[str, Any]]:
+        """Record the succeeded job; each stream's batch is the job's rows (its id is their ``sync_id``)."""
+        store_airbyte_job(self.connection_variable, job_id, context["run_id"])
+        specs = connection_groups()[self.connection_variable]
+        return {s.key: {"stream": s.key, "sync_id": job_id, "source": "airbyte"} for s in specs}
 
     def _record_failure(self, context: Any, job_id: int | None = None) -> None:
         """Failed, cancelled and timed-out jobs go to the audit table too; never mask the original error."""
@@ -77,23 +103,30 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
         except Exception:  # the sync's own failure is what the task must report
             self.log.warning("could not record Airbyte job %s in crm_audit.airbyte_jobs", job_id, exc_info=True)
 
-    def execute_complete(self, context: Any, event: Any = None) -> Any:
-        try:
-            super().execute_complete(context, event)
-        except RuntimeError as exc:
-            self._record_failure(context, event.get("job_id"))
-            raise AirflowException(
-                f"Airbyte sync of {self.connection_variable} (job {event.get('job_id')}) "
-                f"ended {event.get('status')}: {exc}"
-            ) from exc
-        return event.get("job_id")
+
+def _configured_connections() -> dict[str, str]:
+    """``{connection variable: Airbyte connection id}`` for every connection whose Variable is set."""
+    ids = {variable: Variable.get(variable, default="").strip() for variable in connection_groups()}
+    return {variable: connection_id for variable, connection_id in ids.items() if connection_id}
 
 
-@task.branch
-def route_connection(variable: str, airbyte_task_id: str, simulator_task_ids: list[str]) -> list[str]:
-    """Airbyte when the connection's Variable is set, the local simulator otherwise."""
-    connection_id = Variable.get(variable, default="").strip()
-    return [airbyte_task_id] if connection_id else simulator_task_ids
+@task
+def airbyte_connections() -> list[dict[str, str]]:
+    """The connections that sync through Airbyte this run: one mapped Airbyte task (one job) each.
+
+    Decided when the DAG runs, not when it is parsed (parsing reads no Variables).
+    """
+    return [
+        {"connection_variable": variable, "connection_id": connection_id}
+        for variable, connection_id in _configured_connections().items()
+    ]
+
+
+@task
+def simulated_streams() -> list[str]:
+    """The streams of every connection without an Airbyte connection id: the simulator syncs them, one task each."""
+    configured = _configured_connections()
+    return [s.key for variable, specs in connection_groups().items() if variable not in configured for s in specs]
 
 
 def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
@@ -127,24 +160,21 @@ def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
         )
 
 
-@task(pool="warehouse")
-def record_airbyte_job(variable: str, job_id: int) -> dict[str, dict[str, Any]]:
-    """Record the succeeded job and hand each stream's batch (the job id is its ``sync_id``) to the gates."""
-    store_airbyte_job(variable, int(job_id), get_current_context()["run_id"])
-    return {
-        s.key: {"stream": s.key, "sync_id": int(job_id), "source": "airbyte"} for s in connection_groups()[variable]
-    }
+@task(trigger_rule="all_done")
+def collect_batches(sync_task_ids: list[str]) -> dict[str, Any]:
+    """Every batch that arrived, from whichever path ran: ``{stream key: {"sync_id": ...}}``.
 
-
-@task(trigger_rule="none_failed_min_one_success")
-def collect_batches(variable: str, airbyte_job_task_id: str, simulator_task_ids: list[str]) -> dict[str, Any]:
-    """The batches of one connection, from whichever path ran: ``{stream key: {"sync_id": ...}}``."""
+    Runs even when some syncs failed, so one connection's outage does not hold back the others' gates.
+    """
     ti = get_current_context()["ti"]
-    batches: dict[str, Any] = dict(ti.xcom_pull(task_ids=airbyte_job_task_id) or {})
-    for task_id in simulator_task_ids:
-        summary = ti.xcom_pull(task_ids=task_id)
-        if summary:
+    batches: dict[str, Any] = {}
+    for summary in ti.xcom_pull(task_ids=sync_task_ids) or []:
+        if not summary:
+            continue
+        if "stream" in summary:  # one simulated stream
             batches[summary["stream"]] = summary
+        else:  # one Airbyte job: all its connection's streams
+            batches.update(summary)
     if not batches:
-        raise AirflowException(f"no batch arrived for connection {variable}")
+        raise AirflowException("no sync delivered a batch: see the failed extract tasks")
     return batches
