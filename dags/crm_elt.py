@@ -1,33 +1,42 @@
 """
-### CRM ELT: HubSpot → raw → raw gates → dbt (Cosmos) → mart audit
+### CRM ELT: HubSpot + Salesforce → raw → raw gates → dbt (Cosmos) → mart audit → publish
 
-Every enabled stream in `include/crm_streams.yml` gets a **sync** task that loads one batch into its raw table
-(`raw_hubspot.<stream>`, shaped exactly as Airbyte's Postgres destination writes it) and a **raw gate** that runs
-a Great Expectations checkpoint over exactly that batch. A gate emits the stream's asset
-(`airbyte://<source>/<stream>`) only when it passes; a failed error-severity rule fails the task and nothing
-downstream runs.
+**extract** decides at run time how each Airbyte connection in `include/crm_streams.yml` syncs: connections whose
+Variable (e.g. `airbyte_connection_hubspot`) holds an Airbyte connection id run one Airbyte job each
+(`airbyte_sync`, mapped over connections, pool `airbyte`); every other stream loads its next batch from the local
+CRM simulator (`simulate_sync`, mapped over streams). Raw tables are shaped exactly as Airbyte's Postgres
+destination writes them.
 
-**transform** is the dbt project rendered by Cosmos from its manifest: one task per model, its tests right after
-it. **audit_marts** checks the marts analysts read before anyone relies on them.
+Each stream's **raw gate** runs a Great Expectations checkpoint over exactly the batch its sync delivered and emits
+the stream's asset (`airbyte://<source>/<stream>`) only when it passes; a failed error-severity rule fails the task
+and nothing downstream runs.
 
-Runs on demand (`make demo` drives it with `airflow dags test`). Gate results: `crm_audit.gate_results`.
+**transform** is the dbt project rendered by Cosmos from its manifest, a task group per layer (staging,
+snapshots, intermediate, marts), one task per model with its tests right after it. It writes the marts into
+`marts_build`, never into `marts`. **audit_marts** checks them there (each mart's rules, size against the published
+version, reconciliation with raw) and **publish_marts** swaps them in as `marts` in one transaction
+(write-audit-publish): analysts see the old marts or the new, never a mix, and a failed audit leaves the published
+marts exactly as they were.
+
+Runs on demand (`make demo` drives it with `airflow dags test`). Gate results: `crm_audit.gate_results`; Airbyte
+jobs: `crm_audit.airbyte_jobs`; publishes: `crm_audit.publishes`.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Asset, TaskGroup, dag
 
+from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.orchestration.airbyte import (
     AIRBYTE_CONN_ID,
     SYNC_TIMEOUT,
     CrmAirbyteSyncOperator,
+    airbyte_connections,
     collect_batches,
-    connection_groups,
-    record_airbyte_job,
-    route_connection,
+    simulated_streams,
 )
 from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
-from crm_pipeline.orchestration.tasks import audit_marts, gate_raw, sync_stream
+from crm_pipeline.orchestration.tasks import audit_marts, gate_raw, publish_marts, sync_stream
 from crm_pipeline.orchestration.transform import dbt_task_group
 
 
@@ -43,35 +52,26 @@ from crm_pipeline.orchestration.transform import dbt_task_group
 )
 def crm_elt() -> None:
     with TaskGroup("extract", tooltip="Sync each connection (Airbyte or simulator), then gate each stream's batch"):
-        gates = []
-        for variable, specs in connection_groups().items():
-            sims = [f"extract.sync__{s.source}__{s.stream}" for s in specs]
-            airbyte_id, job_id = f"extract.airbyte__{variable}", f"extract.airbyte_job__{variable}"
-            airbyte = CrmAirbyteSyncOperator(
-                task_id=f"airbyte__{variable}",
-                connection_variable=variable,
-                connection_id=f"{{{{ var.value.get('{variable}', '') }}}}",
-                airbyte_conn_id=AIRBYTE_CONN_ID,
-                deferrable=True,
-                pool="airbyte",
-                execution_timeout=SYNC_TIMEOUT,
-                timeout=SYNC_TIMEOUT.total_seconds(),
+        airbyte = CrmAirbyteSyncOperator.partial(
+            task_id="airbyte_sync",
+            airbyte_conn_id=AIRBYTE_CONN_ID,
+            deferrable=True,
+            pool="airbyte",
+            execution_timeout=SYNC_TIMEOUT,
+            timeout=SYNC_TIMEOUT.total_seconds(),
+            map_index_template="{{ task.connection_variable }}",
+        ).expand_kwargs(airbyte_connections())
+        simulated = sync_stream.override(task_id="simulate_sync").expand(stream_key=simulated_streams())
+        batches = collect_batches.override(task_id="batches")([airbyte.task_id, simulated.operator.task_id])
+        [airbyte, simulated] >> batches
+        gates = [
+            gate_raw.override(task_id=f"gate__{spec.source}__{spec.stream}", outlets=[Asset(spec.asset_uri)])(
+                spec.key, batches
             )
-            job = record_airbyte_job.override(task_id=f"airbyte_job__{variable}")(variable, airbyte.output)
-            simulated = [
-                sync_stream.override(task_id=f"sync__{s.source}__{s.stream}", doc_md=s.description)(s.key)
-                for s in specs
-            ]
-            route_connection.override(task_id=f"route__{variable}")(variable, airbyte_id, sims) >> [airbyte, *simulated]
-            batches = collect_batches.override(task_id=f"batches__{variable}")(variable, job_id, sims)
-            [job, *simulated] >> batches
-            for spec in specs:
-                name = f"{spec.source}__{spec.stream}"
-                gates.append(
-                    gate_raw.override(task_id=f"gate__{name}", outlets=[Asset(spec.asset_uri)])(spec.key, batches)
-                )
+            for spec in default_catalogue().enabled()
+        ]
 
-    gates >> dbt_task_group("transform") >> audit_marts()
+    gates >> dbt_task_group("transform") >> audit_marts() >> publish_marts()
 
 
 crm_elt()

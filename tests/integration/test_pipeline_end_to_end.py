@@ -1,8 +1,9 @@
 """The whole slice on real components: simulator → raw → GX gates → dbt via Cosmos → mart audit.
 
-The expected mart is computed here from the simulator's records with plain Python (normalise, join, sum), not
-from SQL, so a wrong staging or mart transformation fails the comparison row by row. A bad batch must fail its
-gate and stop everything downstream, leaving the published mart exactly as it was.
+The expected customer-360 mart is computed here from both simulated CRMs' records with plain Python (normalise,
+match on email, join, sum), not from SQL, so a wrong staging, resolution or mart transformation fails the comparison
+row by row. A bad batch must fail its gate and stop everything downstream, leaving the published mart exactly as it
+was.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import psycopg
 import pytest
 
 from crm_pipeline.catalogue import default_catalogue
-from crm_pipeline.sources.simulator.hubspot import changed_records
+from crm_pipeline.quality.marts import MART_GATES
+from crm_pipeline.sources.simulator import hubspot, salesforce
 from crm_pipeline.sources.simulator.world import EPOCH, World
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -26,41 +28,51 @@ VARIABLES = {"crm_simulator_seed": str(SEED), "crm_simulator_scale": SCALE, "crm
 
 
 def expected_dim_contacts() -> dict[str, tuple[Any, ...]]:
-    """dim_contacts after the first sync, derived from the simulator's records in Python."""
+    """dim_contacts after the first sync, derived from both simulated CRMs' records in plain Python: one row per
+    normalised email, which CRMs know the person, and the HubSpot deals they are the contact of."""
     world = World(SEED, SCALE)
-    companies = {c["id"]: c for _, c in changed_records(world, "companies", None, EPOCH, 0.05)}
-    contacts = [c for _, c in changed_records(world, "contacts", None, EPOCH, 0.05)]
+    contacts = {c["id"]: c for _, c in hubspot.changed_records(world, "contacts", None, EPOCH, 0.05)}
+    survivor = {
+        merged.strip(): contact_id
+        for contact_id, contact in contacts.items()
+        for merged in (contact["properties_hs_merged_object_ids"] or "").split(";")
+        if merged.strip()
+    }
+    email = {cid: c["properties_email"].strip().lower() for cid, c in contacts.items() if cid not in survivor}
+    people: dict[str, set[str]] = defaultdict(set)
+    for address in email.values():
+        people[address].add("hubspot")
+    for stream in ("Contact", "Lead"):
+        for _, record in salesforce.changed_records(world, stream, None, EPOCH, 0.05):
+            if not record["IsDeleted"] and not record.get("IsConverted"):
+                people[record["Email"].strip().lower()].add("salesforce")
     open_deals: dict[str, int] = defaultdict(int)
     won: dict[str, Decimal] = defaultdict(Decimal)
-    for _, deal in changed_records(world, "deals", None, EPOCH, 0.05):
-        contact_id = deal["contacts"][0]
+    for _, deal in hubspot.changed_records(world, "deals", None, EPOCH, 0.05):
+        contact = survivor.get(deal["contacts"][0], deal["contacts"][0])
+        if contact not in email:
+            continue
         if deal["properties_dealstage"] == "closedwon":
-            won[contact_id] += Decimal(str(deal["properties_amount"]))
+            won[email[contact]] += Decimal(str(deal["properties_amount"]))
         elif deal["properties_dealstage"] != "closedlost":
-            open_deals[contact_id] += 1
-    expected = {}
-    for contact in contacts:
-        company = companies.get(contact["companies"][0]) if contact["companies"] else None
-        expected[contact["id"]] = (
-            contact["properties_email"].strip().lower(),
-            company["properties_name"] if company else None,
-            open_deals[contact["id"]],
-            won[contact["id"]],
-        )
-    return expected
+            open_deals[email[contact]] += 1
+    return {
+        address: ("hubspot" in crms, "salesforce" in crms, open_deals[address], won[address])
+        for address, crms in people.items()
+    }
 
 
 def mart_rows(warehouse: WarehouseUrl) -> dict[str, tuple[Any, ...]]:
     with psycopg.connect(warehouse.libpq()) as conn:
         rows = conn.execute(
-            "select contact_id, email, company_name, open_deal_count, won_amount from marts.dim_contacts"
+            "select email, is_in_hubspot, is_in_salesforce, open_deal_count, won_amount from marts.dim_contacts"
         ).fetchall()
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
 def mart_checksum(warehouse: WarehouseUrl) -> str:
     with psycopg.connect(warehouse.libpq()) as conn:
-        row = conn.execute("select md5(string_agg(t::text, '|' order by contact_id)) from marts.dim_contacts t")
+        row = conn.execute("select md5(string_agg(t::text, '|' order by contact_key)) from marts.dim_contacts t")
         return str(row.fetchone()[0])  # type: ignore[index]
 
 
@@ -76,10 +88,10 @@ def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, w
     assert run.returncode == 0, run.log[-5000:]
 
     states = local_airflow.task_states("crm_elt", run.run_id)
-    airbyte_path = {t for t in states if t.startswith(("extract.airbyte__", "extract.airbyte_job__"))}
-    assert len(airbyte_path) == 4, "two connections, each with an Airbyte task and a job task"
-    assert {states[t] for t in airbyte_path} == {"skipped"}, "no connection id configured: the simulator ran"
-    assert {s for t, s in states.items() if t not in airbyte_path} == {"success"}, states
+    assert states.pop("extract.airbyte_sync") == "skipped", "no connection id configured: no Airbyte job"
+    simulated = {t for t in states if t.startswith("extract.simulate_sync[")}
+    assert simulated == {f"extract.simulate_sync[{s.key}]" for s in default_catalogue().enabled()}
+    assert set(states.values()) == {"success"}, states
 
     crm_assets = {
         uri: task
@@ -90,13 +102,16 @@ def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, w
 
     expected, actual = expected_dim_contacts(), mart_rows(warehouse)
     assert len(actual) == len(expected) > 9000
+    assert sum(1 for in_hubspot, in_salesforce, *_ in expected.values() if in_hubspot and in_salesforce) > 1000
     wrong = {k: (actual.get(k), v) for k, v in expected.items() if actual.get(k) != v}
     assert not wrong, f"{len(wrong)} mart rows differ, e.g. {list(wrong.items())[:3]}"
 
     results = gate_results(warehouse)
     gates = {gate for gate, *_ in results}
     streams = default_catalogue().enabled()
-    assert gates == {f"raw__{s.source}__{s.stream}" for s in streams} | {"mart__dim_contacts"}
+    assert gates == {f"raw__{s.source}__{s.stream}" for s in streams} | {g.name for g in MART_GATES} | {
+        "mart__reconciliation"
+    }
     assert all(success for _, _, success, _ in results)
 
 
@@ -115,6 +130,7 @@ def test_a_bad_batch_fails_its_gate_and_leaves_the_mart_untouched(local_airflow,
     transform = {task: state for task, state in states.items() if task.startswith("transform.")}
     assert transform and set(transform.values()) == {"upstream_failed"}, transform
     assert states["audit_marts"] == "upstream_failed"
+    assert states["publish_marts"] == "upstream_failed"
 
     assert mart_checksum(warehouse) == before, "the mart must keep its last good state"
     assets = local_airflow.asset_events("crm_elt", second.run_id)
@@ -125,3 +141,26 @@ def test_a_bad_batch_fails_its_gate_and_leaves_the_mart_untouched(local_airflow,
     failures = [(rule, count) for gate, rule, success, count in gate_results(warehouse) if not success]
     assert failures == [("hubspot.contacts:primary_key_not_null:id", 1)]
     assert "hubspot.contacts:primary_key_not_null:id: 1 unexpected" in second.log
+
+
+def test_a_failed_mart_audit_leaves_the_published_marts_as_they_were(local_airflow, warehouse) -> None:
+    """A source refresh that lost most contacts passes the raw gates (each batch is fine) but must not empty the
+    marts analysts read: the audit compares the build with the published marts and stops the publish."""
+    first = local_airflow.dags_test("crm_elt", warehouse, **VARIABLES)
+    assert first.returncode == 0, first.log[-5000:]
+    before = mart_checksum(warehouse)
+    with psycopg.connect(warehouse.libpq()) as conn:
+        conn.execute("delete from raw_hubspot.contacts where id::bigint % 4 <> 0")
+
+    second = local_airflow.dags_test("crm_elt", warehouse, **VARIABLES)
+    assert second.returncode != 0
+    states = local_airflow.task_states("crm_elt", second.run_id)
+    assert states["transform.marts.dim_contacts.run"] == "success", "the build itself works"
+    assert states["audit_marts"] == "failed"
+    assert states["publish_marts"] == "upstream_failed"
+    assert mart_checksum(warehouse) == before, "analysts still read the last good marts"
+    assert "mart audit failed, marts not published: marts.dim_contacts:row_count_vs_published" in second.log
+    with psycopg.connect(warehouse.libpq()) as conn:
+        assert conn.execute("select count(*) from crm_audit.publishes").fetchone()[0] == 1  # type: ignore[index]
+        shrunk = conn.execute("select count(*) from marts_build.dim_contacts").fetchone()[0]  # type: ignore[index]
+    assert 0 < shrunk < 0.9 * len(mart_rows(warehouse)), "the rejected build is kept aside for inspection"

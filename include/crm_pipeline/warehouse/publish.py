@@ -1,0 +1,106 @@
+"""Write-audit-publish for the marts: dbt writes ``marts_build``, the audit reads it, publishing swaps it in.
+
+Analysts read ``marts``. dbt never writes there: it builds into ``marts_build``; the mart audit checks that schema;
+``publish_marts`` then exchanges the two schemas' names in one transaction. Readers see the old marts or the new,
+never a mix:
+
+* the transaction first takes ACCESS EXCLUSIVE locks on every published table, so it waits for readers that are
+  using them (a reader's transaction holds its locks to the end, so a multi-statement read stays on one version);
+* a reader that asks for a table while the swap is in progress waits on that lock and, when it is granted,
+  PostgreSQL resolves the name again and finds the new table;
+* the rename is catalogue-only: no data moves, so the exclusive window lasts milliseconds.
+
+The previous version becomes the next ``marts_build``. dbt's incremental marts there are one publish behind, which
+their load-time watermarks handle: they process everything loaded since their own last row. A failed audit never
+reaches this module, so the published marts stay exactly as they were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from crm_pipeline.warehouse.ddl import run_ddl, split_script
+
+PUBLISHED_SCHEMA = "marts"
+BUILD_SCHEMA = "marts_build"
+_SWAP_SCHEMA = "marts_retiring"
+PUBLISH_LOCK_KEY = 7_302_114_771  # pg_advisory_xact_lock: one publish at a time
+LOCK_TIMEOUT = "60s"  # a reader holding the old marts longer makes the publish fail and retry, never hang
+
+DDL = """
+create schema if not exists crm_audit;
+create table if not exists crm_audit.publishes (
+    id bigserial primary key,
+    published_at timestamptz not null default now(),
+    run_id text,
+    tables text[] not null,
+    row_counts jsonb not null
+)
+"""
+
+
+@dataclass(frozen=True)
+class Published:
+    tables: tuple[str, ...]
+    row_counts: dict[str, int]
+
+
+def schema_tables(conn: psycopg.Connection, schema: str) -> list[str]:
+    rows = conn.execute(
+        "select tablename from pg_tables where schemaname = %s order by tablename", (schema,)
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    return conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone() is not None
+
+
+def _rename_schema(conn: psycopg.Connection, old: str, new: str) -> None:
+    conn.execute(sql.SQL("alter schema {} rename to {}").format(sql.Identifier(old), sql.Identifier(new)))
+
+
+def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
+    row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def published_count(conn: psycopg.Connection, table: str) -> int | None:
+    """Rows of a published mart, or None when it has never been published."""
+    if table not in schema_tables(conn, PUBLISHED_SCHEMA):
+        return None
+    return _count(conn, PUBLISHED_SCHEMA, table)
+
+
+def publish_marts(conn: psycopg.Connection, run_id: str | None = None) -> Published:
+    """Swap the audited ``marts_build`` in as ``marts`` atomically; record it in ``crm_audit.publishes``."""
+    run_ddl(conn, split_script(DDL))
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
+        conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+        tables = schema_tables(conn, BUILD_SCHEMA)
+        if not tables:
+            raise RuntimeError(f"nothing to publish: schema {BUILD_SCHEMA} has no tables (did dbt build the marts?)")
+        # Counted before any lock is taken: readers are only ever blocked for the renames.
+        counts = {table: _count(conn, BUILD_SCHEMA, table) for table in tables}
+        published = schema_tables(conn, PUBLISHED_SCHEMA)
+        if published:
+            conn.execute(
+                sql.SQL("lock table {} in access exclusive mode").format(
+                    sql.SQL(", ").join(sql.Identifier(PUBLISHED_SCHEMA, t) for t in published)
+                )
+            )
+        if _schema_exists(conn, PUBLISHED_SCHEMA):
+            _rename_schema(conn, PUBLISHED_SCHEMA, _SWAP_SCHEMA)
+        _rename_schema(conn, BUILD_SCHEMA, PUBLISHED_SCHEMA)
+        if _schema_exists(conn, _SWAP_SCHEMA):
+            _rename_schema(conn, _SWAP_SCHEMA, BUILD_SCHEMA)
+        conn.execute(
+            "insert into crm_audit.publishes (run_id, tables, row_counts) values (%s, %s, %s)",
+            (run_id, tables, Jsonb(counts)),
+        )
+    return Published(tuple(tables), counts)
