@@ -10,7 +10,7 @@ CRM := $(BIN)/crm
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: help venv demo test lint unit integration manifest docs up down status warehouse-up warehouse-down \
+.PHONY: help venv demo bench test lint unit integration manifest docs up down status warehouse-up warehouse-down \
         psql lock dockerfile-lint image-replay clean
 
 help: ## list the targets
@@ -29,6 +29,9 @@ venv: $(STAMP) ## create .local/venv from the lock (only when the lock changed)
 
 demo: venv ## set everything up, run the pipeline end to end, print a summary
 	@$(CRM) demo
+
+bench: venv ## measure against the bare tools and write BENCHMARKS.md (SCALE=S|M|L, REPEAT=3)
+	@$(CRM) bench --scale $(or $(SCALE),M) --repeat $(or $(REPEAT),3)
 
 test: venv lint image-replay ## lint, replay the image build, then unit, DAG and integration tests (real PostgreSQL, Airflow, dbt, GX)
 	@$(CRM) manifest >/dev/null

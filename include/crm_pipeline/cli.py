@@ -9,8 +9,10 @@
     crm demo [--reset]                 init, run the pipeline with `airflow dags test`, print a summary;
                                        each demo is the next sync of the simulated CRM, --reset starts over
     crm summary                        the summary alone
+    crm publish                        audit the marts dbt built (marts_build) and publish them as `marts`
+    crm bench --scale M --repeat 3     measure against the bare tools, write BENCHMARKS.md
     crm generate --scale M --seed 7    the simulated CRMs' next sync of every stream, straight into the warehouse
-    crm catalogue-docs                 regenerate docs/streams.md from the catalogue
+    crm catalogue-docs                 regenerate docs/streams.md and dbt's source files from the catalogue
 
 Errors the user can fix (a bad ``CRM_WAREHOUSE_URL``, a malformed settings file) print one line and exit 1.
 """
@@ -22,9 +24,11 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crm_pipeline.errors import CrmPipelineError
+from crm_pipeline.paths import PROJECT_DIR
 
 if TYPE_CHECKING:
     from crm_pipeline.local_airflow.runner import LocalStack
@@ -193,9 +197,42 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_catalogue_docs(_: argparse.Namespace) -> int:
-    from crm_pipeline.catalogue_docs import write
+    from crm_pipeline import catalogue_docs, dbt_sources
 
-    print(f"wrote {write()}")
+    for path in [catalogue_docs.write(), *dbt_sources.write()]:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_publish(_: argparse.Namespace) -> int:
+    """Audit the marts dbt built in marts_build and, when they pass, swap them in as `marts`."""
+    from crm_pipeline.quality.mart_audit import audit_build, failure_message
+    from crm_pipeline.warehouse.locate import connect, resolve_warehouse_url
+    from crm_pipeline.warehouse.publish import publish_marts
+
+    url = resolve_warehouse_url()
+    if message := failure_message(audit_build(url, run_id="crm publish")):
+        print(message, file=sys.stderr)
+        return 1
+    with connect(url) as conn:
+        published = publish_marts(conn, "crm publish")
+    print(
+        f"published {len(published.tables)} marts: "
+        + ", ".join(f"{t} ({n:,})" for t, n in published.row_counts.items())
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure the pipeline next to the bare tools and write the table (BENCHMARKS.md by default)."""
+    from crm_pipeline.bench.run import run_bench
+    from crm_pipeline.local_airflow.runner import build_manifest, local_stack
+
+    stack = local_stack()
+    build_manifest(stack)
+    out = run_bench(stack.warehouse, stack.env, scale=args.scale, repeat=args.repeat, out=Path(args.out))
+    print(out.read_text())
+    print(f"wrote {out}")
     return 0
 
 
@@ -231,9 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("summary", help="print the pipeline summary").set_defaults(func=cmd_summary)
-    sub.add_parser("catalogue-docs", help="regenerate docs/streams.md from the catalogue").set_defaults(
-        func=cmd_catalogue_docs
-    )
+    sub.add_parser("publish", help="audit marts_build and publish it as marts").set_defaults(func=cmd_publish)
+    bench = sub.add_parser("bench", help="measure the pipeline next to the bare tools; write BENCHMARKS.md")
+    bench.add_argument("--scale", choices=["XS", "S", "M", "L"], default="M")
+    bench.add_argument("--repeat", type=int, default=3)
+    bench.add_argument("--out", default=str(PROJECT_DIR / "BENCHMARKS.md"))
+    bench.set_defaults(func=cmd_bench)
+    sub.add_parser(
+        "catalogue-docs", help="regenerate docs/streams.md and dbt's source files from the catalogue"
+    ).set_defaults(func=cmd_catalogue_docs)
     gen = sub.add_parser("generate", help="write the simulated CRMs' next sync(s) into the warehouse")
     gen.add_argument("--scale", choices=["XS", "S", "M", "L"], default="S")
     gen.add_argument("--seed", type=int, default=7)

@@ -20,7 +20,7 @@ from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.quality.marts import MART_GATES
 from crm_pipeline.warehouse.url import WarehouseUrl
 
-DEMO_SCHEMAS = ("crm_simulator", "staging", "marts", "analytics")
+DEMO_SCHEMAS = ("crm_simulator", "staging", "snapshots", "marts", "marts_build", "analytics")
 _END_TASK = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
 _NEW_STATE = re.compile(r"new_state=(\w+)")
 _FAILURE = re.compile(r"(GateFailed|AirflowFailException|CosmosDbtRunError|Error)[:(] ?(.*)")
@@ -82,8 +82,14 @@ def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None
             name = f"{spec.raw_schema}.{spec.stream}"
             print(f"  {name:<36} {_fmt(_count(conn, spec.raw_schema, spec.stream))}")
         print("\nmarts (rows):")
-        for gate in MART_GATES:
-            print(f"  {gate.schema + '.' + gate.table:<36} {_fmt(_count(conn, gate.schema, gate.table))}")
+        marts = conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' order by table_name"
+        ).fetchall()
+        for (table,) in marts:
+            print(f"  {'marts.' + table:<36} {_fmt(_count(conn, 'marts', table))}")
+        if not marts:
+            print("  (none built yet)")
+        _print_model_checks(conn)
         print("\ngate results of the last run:")
         if _count(conn, "crm_audit", "gate_results") is None:
             print("  (no gate has run yet)")
@@ -106,6 +112,26 @@ def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None
     if log_path is not None:
         print(f"full Airflow log of this run: {log_path}")
     print("=======================================================")
+
+
+def _print_model_checks(conn: psycopg.Connection) -> None:
+    """Marts against raw, and identity resolution against the simulator's ground truth, when both exist."""
+    from crm_pipeline.quality.identity import score_identity
+    from crm_pipeline.quality.reconcile import reconcile
+    from crm_pipeline.warehouse.publish import PUBLISHED_SCHEMA
+
+    if any(_count(conn, PUBLISHED_SCHEMA, gate.table) is None for gate in MART_GATES):
+        return
+    print("\nreconciliation, marts against raw:")
+    for figure in reconcile(conn):
+        verdict = "OK  " if figure.difference == 0 else "DIFF"
+        print(f"  {verdict} {figure.figure:<24} raw {figure.raw:>16,}  marts {figure.mart:>16,}")
+    if _count(conn, "crm_simulator", "identity") is None:
+        return
+    print("\nidentity resolution against the simulator's ground truth:")
+    for kind in ("contact", "company", "owner"):
+        score = score_identity(conn, kind)
+        print(f"  {kind:<8} {score.records:>9,} records  precision {score.precision:.4f}  recall {score.recall:.4f}")
 
 
 def _fmt(value: int | None) -> str:

@@ -1,0 +1,70 @@
+"""BENCHMARKS.md: the machine, the versions, and every measurement next to its baseline."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+from crm_pipeline.bench.measure import Measurement
+
+HEADER = ["", "measurement", "pipeline (median)", "baseline (median)", "ratio (min to max)", "target", ""]
+CAUSES = {
+    "P2": "Each simulated record is built in Python (profiles, lives, dirt, JSON encoding), which costs tens of times "
+    "what PostgreSQL spends parsing the same row from COPY text; the write path itself (COPY through psycopg 3, "
+    "upsert for deduped streams) is a small share. Closing the gap needs record generation outside per-row Python "
+    "(vectorised or pre-rendered), tracked in issue #8.",
+    "P4": "Not profiled yet; the candidates are Cosmos rendering four task groups from the manifest and the provider "
+    "imports the DAG file pulls in (issue #8).",
+}
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        kib = int(meminfo.read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB"
+    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}"
+
+
+def render(measurements: list[Measurement], *, scale: str, repeat: int, postgres: str) -> str:
+    versions = ", ".join(
+        f"{name} {version(name)}"
+        for name in ("apache-airflow", "astronomer-cosmos", "dbt-core", "dbt-postgres", "great-expectations", "psycopg")
+    )
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Written by `make bench` (crm bench). Numbers from one run on the machine below; do not edit by hand. -->",
+        "",
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {_machine()}",
+        f"- versions: Python {platform.python_version()}, PostgreSQL {postgres}, {versions}",
+        f"- scale {scale}, {repeat} repetition(s) per measurement, each next to its baseline in the same run",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(m.row()) + " |" for m in measurements]
+    lines.append("")
+    for m in measurements:
+        if m.note:
+            lines.append(f"- {m.key}: {m.note}.")
+        if m.met is False and m.key in CAUSES:
+            lines.append(f"- {m.key} gap: {CAUSES[m.key]}")
+    lines += [
+        "",
+        "Not measured yet (issue #8): P1 orchestrated transform vs bare `dbt build`, P3 incremental vs full refresh,",
+        "P5 gate share and gate memory, P6 scale L end to end.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,20 @@
+"""`crm bench`: run every measurement with its baseline and write the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from crm_pipeline.bench.load import measure_load
+from crm_pipeline.bench.parse import measure_parse
+from crm_pipeline.bench.report import render
+from crm_pipeline.warehouse.url import WarehouseUrl
+
+
+def run_bench(server: WarehouseUrl, env: dict[str, str], *, scale: str, repeat: int, out: Path) -> Path:
+    measurements = [measure_load(server, scale, repeat), measure_parse(env, repeat)]
+    with psycopg.connect(server.libpq()) as conn:
+        postgres = str(conn.execute("show server_version").fetchone()[0])  # type: ignore[index]
+    out.write_text(render(measurements, scale=scale, repeat=repeat, postgres=postgres))
+    return out

@@ -1,0 +1,28 @@
+"""`make bench` must not rot: a one-repetition run at scale XS writes a complete table (the real run is by hand)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_writes_every_measurement_with_its_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "crm_pipeline.cli", "bench", "--scale", "XS", "--repeat", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = out.read_text()
+    assert "- machine: " in table and "PostgreSQL 16" in table
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| P")}
+    assert set(rows) == {"P2", "P4"}
+    assert all(" rows/s |" in rows["P2"] and "x (" in row for row in rows.values())
