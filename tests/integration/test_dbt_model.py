@@ -7,71 +7,25 @@ database of its own. ``CRM_TEST_SCALE=M make integration`` runs it at scale M (S
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import VENV_BIN, _drop_database
+from conftest import _drop_database
+from dbt_runs import build_and_publish, checksum, dbt, run_dbt, sync_all
 
-from crm_pipeline.catalogue import default_catalogue
-from crm_pipeline.local_airflow.runner import dbt_env
 from crm_pipeline.paths import DBT_PROJECT_DIR
 from crm_pipeline.quality.identity import score_identity
 from crm_pipeline.quality.reconcile import reconcile
-from crm_pipeline.sources.simulator.sync import run_sync
 from crm_pipeline.warehouse.locate import ensure_database
-from crm_pipeline.warehouse.publish import publish_marts
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
 
-SCALE = os.environ.get("CRM_TEST_SCALE", "S")
-SEED = 5
 INCREMENTAL_MARTS = {"fct_activities": "activity_key", "fct_opportunity_stage_history": "stage_entry_key"}
-
-
-def run_dbt(
-    warehouse: WarehouseUrl, target: Path, *args: str, project: Path = DBT_PROJECT_DIR
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "dbt"), *args, "--project-dir", str(project), "--profiles-dir", str(DBT_PROJECT_DIR)],
-        env={**dbt_env(warehouse, dict(os.environ)), "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target)},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-
-
-def dbt(warehouse: WarehouseUrl, target: Path, *args: str, project: Path = DBT_PROJECT_DIR) -> str:
-    """Run dbt against ``warehouse``; fail the test with dbt's output when it fails."""
-    result = run_dbt(warehouse, target, *args, project=project)
-    assert result.returncode == 0, result.stdout[-5000:]
-    return result.stdout
-
-
-def build_and_publish(warehouse: WarehouseUrl, target: Path, *args: str, project: Path = DBT_PROJECT_DIR) -> None:
-    """``dbt build`` writes marts_build; publishing swaps it in as the marts analysts read (write-audit-publish)."""
-    dbt(warehouse, target, "build", *args, project=project)
-    with psycopg.connect(warehouse.libpq()) as conn:
-        publish_marts(conn, "test")
-
-
-def sync_all(warehouse: WarehouseUrl, scale: str = SCALE) -> None:
-    with psycopg.connect(warehouse.libpq()) as conn:
-        for spec in default_catalogue().enabled():
-            run_sync(conn, spec, seed=SEED, scale=scale)  # type: ignore[arg-type]
-            conn.commit()
-
-
-def checksum(conn: psycopg.Connection, table: str, key: str) -> tuple[int, str]:
-    row = conn.execute(f"select count(*), md5(string_agg(t::text, '|' order by {key})) from marts.{table} t")
-    return row.fetchone()  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,11 @@
 
 -- Every stage an opportunity entered, when, and when it left (null while it is still there). Salesforce's
 -- OpportunityHistory records each change; HubSpot's come from the deals snapshot. Consecutive versions in the
--- same stage (an amount or date change) are one stay. Incremental: each run recomputes only the opportunities
--- with a change loaded since the last run, replacing all their rows, so late and duplicate history rows land
--- exactly as a full refresh would place them.
+-- same stage (an amount or date change) are one stay. Incremental: every run computes all stays (window functions
+-- over the versions, cheap next to writing them) and replaces, by opportunity_key, only the opportunities whose
+-- computed rows differ from the stored ones; the post-hook removes those gone from the source. Late and duplicate
+-- history rows land exactly as a full refresh places them, whenever their load commits (a watermark on load time
+-- would miss a load that commits after a later one was transformed).
 with
 
 salesforce as (
@@ -49,28 +51,13 @@ versions as (
     select * from hubspot
 ),
 
--- A full refresh builds every opportunity; an incremental run those with a version loaded since the last run.
-versions_to_build as (
-    select versions.*
-    from versions
-    {% if is_incremental() %}
-        where (versions.source_system, versions.source_opportunity_id) in (
-            select
-                changed.source_system,
-                changed.source_opportunity_id
-            from versions as changed
-            where changed.extracted_at > (select coalesce(max(this.loaded_at), '-infinity') from {{ this }} as this)
-        )
-    {% endif %}
-),
-
 ordered as (
     select
         *,
         lag(stage_name) over (
             partition by source_system, source_opportunity_id order by changed_at, stage_name
         ) as previous_stage
-    from versions_to_build
+    from versions
 ),
 
 entries as (
@@ -91,19 +78,32 @@ stays as (
         lead(entered_at) over (partition by source_system, source_opportunity_id order by entered_at) as exited_at,
         row_number() over (partition by source_system, source_opportunity_id order by entered_at) as stage_sequence
     from entries
+),
+
+computed as (
+    select
+        md5(source_system || ':' || source_opportunity_id || ':' || stage_sequence) as stage_entry_key,
+        md5(source_system || ':' || source_opportunity_id) as opportunity_key,
+        source_system,
+        source_opportunity_id,
+        stage_sequence,
+        stage_name,
+        entered_at,
+        exited_at,
+        round(extract(epoch from exited_at - entered_at) / 86400.0, 2) as days_in_stage,
+        exited_at is null as is_current,
+        amount_on_entry,
+        loaded_at
+    from stays
 )
 
-select
-    md5(source_system || ':' || source_opportunity_id || ':' || stage_sequence) as stage_entry_key,
-    md5(source_system || ':' || source_opportunity_id) as opportunity_key,
-    source_system,
-    source_opportunity_id,
-    stage_sequence,
-    stage_name,
-    entered_at,
-    exited_at,
-    round(extract(epoch from exited_at - entered_at) / 86400.0, 2) as days_in_stage,
-    exited_at is null as is_current,
-    amount_on_entry,
-    loaded_at
-from stays
+select computed.*
+from computed
+{% if is_incremental() %}
+    where computed.opportunity_key in (
+        select coalesce(fresh.opportunity_key, built.opportunity_key)
+        from computed as fresh
+        full outer join {{ this }} as built on fresh.stage_entry_key = built.stage_entry_key
+        where fresh.stage_entry_key is null or built.stage_entry_key is null or fresh is distinct from built
+    )
+{% endif %}
