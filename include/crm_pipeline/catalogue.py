@@ -56,10 +56,12 @@ class Check(BaseModel):
     """A stream-specific gate rule on top of the rules every stream gets from its keys and volume."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    rule: Literal["email_format", "non_negative", "accepted_values", "not_null"]
+    rule: Literal["email_format", "non_negative", "accepted_values", "not_null", "foreign_key"]
     column: Identifier
     severity: Severity = "error"
     values: tuple[str, ...] = ()
+    # foreign_key: the column it must resolve to, as ``source.stream.column`` (e.g. ``salesforce.Account.Id``)
+    references: str | None = Field(default=None, pattern=r"^(hubspot|salesforce)\.[A-Za-z_]\w*\.[A-Za-z_]\w*$")
 
 
 class AirbyteConnectionRef(BaseModel):
@@ -87,6 +89,11 @@ class StreamSpec(BaseModel):
     description: str = ""
     columns: dict[Identifier, AirbyteType] = Field(min_length=1)
     checks: tuple[Check, ...] = ()
+    # Row-level rules quarantine failing rows and let the rest through; a batch with a larger failing share than
+    # this is stopped whole (something upstream is broken, not a few records). Up to quarantine_floor failing rows
+    # never stop a batch, so one bad record in a small hourly batch is quarantined, not the batch.
+    max_quarantine_share: float = Field(default=0.05, ge=0, le=1)
+    quarantine_floor: int = Field(default=10, ge=0)
 
     @field_validator("frequency")
     @classmethod
@@ -139,6 +146,8 @@ def _cross_field_problems(spec: StreamSpec) -> Iterator[str]:
             yield f"'checks' rule {check.rule!r} names an unknown column {check.column!r}"
         if check.rule == "accepted_values" and not check.values:
             yield f"'checks' rule 'accepted_values' on {check.column!r} needs 'values'"
+        if (check.rule == "foreign_key") != (check.references is not None):
+            yield f"'checks' rule {check.rule!r} on {check.column!r}: 'references' goes with foreign_key, and only"
     if spec.expected_rows_per_sync.min > spec.expected_rows_per_sync.max:
         yield "'expected_rows_per_sync' min must not exceed max"
 
@@ -205,6 +214,18 @@ def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
             raise CatalogueError(f"{name}: stream {label!r}: declared twice")
         seen.add(spec.key)
         specs.append(spec)
+    by_key = {spec.key: spec for spec in specs}
+    for spec in specs:
+        for check in spec.checks:
+            if check.references is None:
+                continue
+            parent_key, _, parent_column = check.references.rpartition(".")
+            parent = by_key.get(parent_key)
+            if parent is None or parent_column not in parent.columns:
+                raise CatalogueError(
+                    f"{name}: stream {spec.key!r}: 'checks' foreign_key on {check.column!r} references"
+                    f" {check.references!r}, which is not a stream column in this catalogue"
+                )
     return Catalogue(path=path, streams=tuple(specs))
 
 

@@ -15,7 +15,12 @@ STREAMS_DOC = PROJECT_DIR / "docs" / "streams.md"
 
 
 def _checks(spec: StreamSpec) -> str:
-    return "; ".join(f"{c.rule}({c.column}, {c.severity})" for c in spec.checks) or "—"
+    return (
+        "; ".join(
+            f"{c.rule}({c.column}{' → ' + c.references if c.references else ''}, {c.severity})" for c in spec.checks
+        )
+        or "—"
+    )
 
 
 def _frequency(spec: StreamSpec) -> str:
@@ -31,6 +36,8 @@ def render(catalogue: Catalogue) -> str:
         "",
         "Every CRM object the pipeline extracts. Rules every stream gets from its entry: primary key not null and",
         "unique, contract columns present, rows per sync within range, cursor not in the future (timestamp cursors).",
+        "Rows failing an error-severity row rule are quarantined; a batch with a larger failing share than its",
+        "`max quarantine` is stopped whole (docs/operations.md).",
         "",
     ]
     for source in ("hubspot", "salesforce"):
@@ -41,8 +48,8 @@ def render(catalogue: Catalogue) -> str:
             f"## {source}",
             "",
             "| stream | sync mode | key | cursor | frequency | owner | rows per sync | rows per day | PII columns"
-            " | checks | asset | enabled |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            " | checks | max quarantine | asset | enabled |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in specs:
             volume = s.expected_rows_per_sync
@@ -57,6 +64,7 @@ def render(catalogue: Catalogue) -> str:
                 f"{s.expected_daily_rows:,}",
                 ", ".join(s.pii_columns) or "—",
                 _checks(s),
+                f"{s.max_quarantine_share:.0%}, over {s.quarantine_floor} rows",
                 f"`{s.asset_uri}`",
                 "yes" if s.enabled else "no",
             ]

@@ -19,9 +19,5 @@ class CatalogueError(CrmPipelineError):
     """The stream catalogue is invalid; the message names the file, the stream and the field."""
 
 
-class GateFailed(CrmPipelineError):
-    """A quality gate found error-severity failures; downstream must not run."""
-
-
 class AirflowSettingsError(CrmPipelineError):
     """``airflow_settings.yaml`` is malformed; the message names the entry."""

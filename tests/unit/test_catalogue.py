@@ -67,6 +67,19 @@ def test_project_catalogue_loads_and_derives_names() -> None:
             {"checks": [{"rule": "email_format", "column": "nope"}]},
             "'checks' rule 'email_format' names an unknown",
         ),
+        (
+            {"checks": [{"rule": "foreign_key", "column": "id"}]},
+            "'checks' rule 'foreign_key' on 'id': 'references' goes with foreign_key",
+        ),
+        (
+            {"checks": [{"rule": "foreign_key", "column": "id", "references": "hubspot.companies.id"}]},
+            "'checks' foreign_key on 'id' references 'hubspot.companies.id', which is not a stream column",
+        ),
+        (
+            {"checks": [{"rule": "foreign_key", "column": "id", "references": "companies; drop"}]},
+            "'checks.0.references' String should match pattern",
+        ),
+        ({"max_quarantine_share": 1.5}, "'max_quarantine_share' Input should be less than or equal to 1"),
     ],
 )
 def test_bad_entry_names_file_stream_and_field(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:

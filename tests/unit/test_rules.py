@@ -15,11 +15,37 @@ def test_deals_rules_are_named_by_stream_rule_and_column() -> None:
         "hubspot.deals:primary_key_not_null:id",
         "hubspot.deals:primary_key_unique:id",
         "hubspot.deals:contract_columns_present",
+        "hubspot.deals:contract_column_types",
+        "hubspot.deals:no_unexpected_columns",
         "hubspot.deals:row_count_in_range",
         "hubspot.deals:cursor_not_in_future:updatedAt",
         "hubspot.deals:non_negative:properties_amount",
         "hubspot.deals:accepted_values:properties_dealstage",
+        "hubspot.deals:foreign_key:companies",
     }
+
+
+def test_row_rules_carry_the_query_that_selects_their_failing_rows_and_batch_rules_do_not() -> None:
+    rules = {r.rule: r for r in raw_rules(default_catalogue().get("hubspot.deals"), datetime.now(UTC))}
+    row_level = {name for name, rule in rules.items() if rule.failing_rows}
+    assert row_level == {
+        "primary_key_not_null",
+        "cursor_not_in_future",
+        "non_negative",
+        "accepted_values",
+        "foreign_key",
+    }
+    assert all("{batch}" in rules[name].failing_rows and rules[name].reason for name in row_level)  # type: ignore[operator]
+    assert "'closedwon'" in rules["accepted_values"].failing_rows  # type: ignore[operator]
+
+
+def test_a_foreign_key_is_checked_in_sql_by_an_unexpected_rows_expectation() -> None:
+    spec = default_catalogue().get("salesforce.Contact")
+    (fk,) = [r for r in raw_rules(spec, datetime.now(UTC)) if r.rule == "foreign_key"]
+    assert fk.expectation == "UnexpectedRowsExpectation"
+    assert fk.kwargs["unexpected_rows_query"] == fk.failing_rows
+    assert 'left join "raw_salesforce"."Account" as parent' in fk.failing_rows  # type: ignore[operator]
+    assert fk.reason == "AccountId does not resolve to a salesforce.Account record"
 
 
 def test_union_columns_are_checked_through_a_numeric_projection() -> None:

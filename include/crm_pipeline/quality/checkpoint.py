@@ -2,8 +2,8 @@
 
 GX runs the metrics as SQL in PostgreSQL (a SQL datasource over a query asset), so a gate never pulls a table
 into Python memory. We use GX's core API directly rather than the GX Airflow provider: its 1.0.0 release pins
-``structlog<25.5`` and Airflow 3.3 needs a newer one (docs/decisions.md). A failed error-severity rule raises
-:class:`GateFailed`, which fails the Airflow task and so stops everything downstream of it.
+``structlog<25.5`` and Airflow 3.3 needs a newer one (docs/decisions.md). What a failed rule does is the caller's
+decision: the raw gate quarantines or stops (``raw_gate.py``), the mart audit blocks the publish.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crm_pipeline.errors import GateFailed
 from crm_pipeline.quality.rules import Rule
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -40,6 +39,8 @@ class GateReport:
     gate: str
     target: str
     outcomes: tuple[RuleOutcome, ...]
+    # GX's own validation result (JSON, PII samples redacted), kept for the Data Docs site; None when not from GX
+    validation: dict[str, Any] | None = None
 
     @property
     def errors(self) -> list[RuleOutcome]:
@@ -65,11 +66,6 @@ class GateReport:
             "warnings": [f"{o.name} ({o.unexpected_count} unexpected)" for o in self.warnings],
         }
 
-    def raise_for_errors(self) -> None:
-        if self.errors:
-            details = "; ".join(f"{o.name}: {o.unexpected_count} unexpected, e.g. {o.sample}" for o in self.errors)
-            raise GateFailed(f"gate {self.gate} failed on {self.target}: {details}")
-
 
 def _raised(exception_info: Any) -> str | None:
     """The message of an exception GX caught while computing a rule's metrics, if any. GX reports either one
@@ -83,14 +79,15 @@ def _raised(exception_info: Any) -> str | None:
     return None
 
 
-def _quiet_gx() -> None:
+def quiet_gx() -> None:
+    """No analytics calls home, no INFO chatter in task logs."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
 def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rule]) -> GateReport:
     """Validate the rows ``query`` selects against ``rules`` with an ephemeral GX context."""
-    _quiet_gx()
+    quiet_gx()
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -115,7 +112,9 @@ def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rul
     result = checkpoint.run()
     by_name = {rule.name: rule for rule in rules}
     outcomes = []
+    validation_json: dict[str, Any] | None = None
     for run_result in result.run_results.values():
+        validation_json = _redacted(run_result.to_json_dict(), by_name)
         for item in run_result.results:
             name = item.expectation_config.meta["rule"]
             rule = by_name[name]
@@ -136,4 +135,16 @@ def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rul
                     observed=f"could not run: {error}" if error is not None else details.get("observed_value"),
                 )
             )
-    return GateReport(gate=gate, target=query, outcomes=tuple(outcomes))
+    return GateReport(gate=gate, target=query, outcomes=tuple(outcomes), validation=validation_json)
+
+
+def _redacted(validation: dict[str, Any], rules: dict[str, Rule]) -> dict[str, Any]:
+    """GX's result with the failing values of PII columns replaced, as in our own results table."""
+    for item in validation.get("results", []):
+        rule = rules.get(((item.get("expectation_config") or {}).get("meta") or {}).get("rule", ""))
+        details = item.get("result") or {}
+        if rule is not None and rule.pii and details:
+            details["partial_unexpected_list"] = [REDACTED] * len(details.get("partial_unexpected_list") or [])
+            for key in ("partial_unexpected_counts", "partial_unexpected_index_list", "unexpected_list"):
+                details.pop(key, None)
+    return validation

@@ -1,9 +1,9 @@
 """Mart figures against the raw tables: the same business numbers computed two ways must agree exactly.
 
 The raw side is written here, independently of the dbt models: the newest row per primary key straight from the
-raw tables Airbyte wrote, minus what the sources mark as gone (HubSpot ``archived`` and merged-away contacts,
-Salesforce ``IsDeleted``, converted leads, inactive engagements). A difference means a staging filter, a join
-or an aggregation in dbt lost or duplicated something.
+raw tables Airbyte wrote, minus the rows the raw gates quarantined and what the sources mark as gone (HubSpot
+``archived`` and merged-away contacts, Salesforce ``IsDeleted``, converted leads, inactive engagements). A
+difference means a staging filter, a join or an aggregation in dbt lost or duplicated something.
 """
 
 # ruff: noqa: S608  (every query is assembled from the constant fragments in this module, nothing from input)
@@ -16,28 +16,29 @@ from decimal import Decimal
 import psycopg
 
 from crm_pipeline.quality.checkpoint import GateReport, RuleOutcome
+from crm_pipeline.quality.quarantine import ensure_quarantine
 from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
 
-# The newest version of every record, per raw table: what "live" is decided on.
+
+def _latest(table: str, key: str, cursor: str) -> str:
+    """The newest version of every record of a raw table, leaving out rows the raw gates quarantined."""
+    return (
+        f"select distinct on ({key}) * from {table} as raw_rows where not exists (select from crm_audit.quarantine"
+        f" as quarantined where quarantined.raw_id = raw_rows._airbyte_raw_id)"
+        f" order by {key}, {cursor} desc nulls last, _airbyte_extracted_at desc"
+    )
+
+
+# What "live" is decided on, per raw table.
 _LATEST = {
-    "companies": 'select distinct on (id) * from raw_hubspot.companies order by id, "updatedAt" desc nulls last,'
-    " _airbyte_extracted_at desc",
-    "contacts": 'select distinct on (id) * from raw_hubspot.contacts order by id, "updatedAt" desc nulls last,'
-    " _airbyte_extracted_at desc",
-    "deals": 'select distinct on (id) * from raw_hubspot.deals order by id, "updatedAt" desc nulls last,'
-    " _airbyte_extracted_at desc",
-    "engagements": 'select distinct on (id) * from raw_hubspot.engagements order by id, "lastUpdated" desc nulls last,'
-    " _airbyte_extracted_at desc",
-    "Account": 'select distinct on ("Id") * from raw_salesforce."Account" order by "Id", "SystemModstamp" desc'
-    " nulls last, _airbyte_extracted_at desc",
-    "Contact": 'select distinct on ("Id") * from raw_salesforce."Contact" order by "Id", "SystemModstamp" desc'
-    " nulls last, _airbyte_extracted_at desc",
-    "Lead": 'select distinct on ("Id") * from raw_salesforce."Lead" order by "Id", "SystemModstamp" desc'
-    " nulls last, _airbyte_extracted_at desc",
-    "Opportunity": 'select distinct on ("Id") * from raw_salesforce."Opportunity" order by "Id", "SystemModstamp"'
-    " desc nulls last, _airbyte_extracted_at desc",
-    "Task": 'select distinct on ("Id") * from raw_salesforce."Task" order by "Id", "SystemModstamp" desc'
-    " nulls last, _airbyte_extracted_at desc",
+    "companies": _latest("raw_hubspot.companies", "id", '"updatedAt"'),
+    "contacts": _latest("raw_hubspot.contacts", "id", '"updatedAt"'),
+    "deals": _latest("raw_hubspot.deals", "id", '"updatedAt"'),
+    "engagements": _latest("raw_hubspot.engagements", "id", '"lastUpdated"'),
+    **{
+        stream: _latest(f'raw_salesforce."{stream}"', '"Id"', '"SystemModstamp"')
+        for stream in ("Account", "Contact", "Lead", "Opportunity", "Task")
+    },
 }
 _HUBSPOT_AMOUNT = "(properties_amount #>> '{}')::numeric"
 
@@ -100,6 +101,7 @@ def reconcile(conn: psycopg.Connection, marts_schema: str = PUBLISHED_SCHEMA) ->
     """Every figure computed from raw and from the marts in ``marts_schema``, in a fixed order."""
     if marts_schema not in (PUBLISHED_SCHEMA, BUILD_SCHEMA):
         raise ValueError(f"marts_schema must be {PUBLISHED_SCHEMA!r} or {BUILD_SCHEMA!r}, got {marts_schema!r}")
+    ensure_quarantine(conn)
     results = []
     for figure, raw_sql in RAW_FIGURES.items():
         raw = conn.execute(raw_sql).fetchone()[0]  # type: ignore[index]

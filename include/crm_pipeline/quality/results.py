@@ -1,4 +1,6 @@
-"""Every gate outcome goes to ``crm_audit.gate_results`` in the warehouse; XCom keeps only the summary."""
+"""Every gate outcome goes to ``crm_audit.gate_results`` in the warehouse, and GX's full validation result (PII
+samples redacted) to ``crm_audit.validation_results``, from which ``crm gx-docs`` builds the Data Docs site; XCom
+keeps only the summary."""
 
 from __future__ import annotations
 
@@ -26,8 +28,19 @@ create table if not exists crm_audit.gate_results (
     element_count bigint,
     sample jsonb,
     observed jsonb
+);
+create table if not exists crm_audit.validation_results (
+    id bigserial primary key,
+    checked_at timestamptz not null default now(),
+    gate text not null,
+    run_id text,
+    result jsonb not null
 )
 """
+
+
+def ensure_results(conn: psycopg.Connection) -> None:
+    run_ddl(conn, split_script(DDL))
 
 
 def store_report(
@@ -38,7 +51,7 @@ def store_report(
     sync_id: int | None,
     run_id: str | None,
 ) -> None:
-    run_ddl(conn, split_script(DDL))
+    ensure_results(conn)
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             "insert into crm_audit.gate_results (gate, stream, sync_id, run_id, rule, column_name, severity,"
@@ -62,3 +75,8 @@ def store_report(
                 for o in report.outcomes
             ],
         )
+        if report.validation is not None:
+            cur.execute(
+                "insert into crm_audit.validation_results (gate, run_id, result) values (%s, %s, %s)",
+                (report.gate, run_id, json.dumps(report.validation, default=str)),
+            )

@@ -4,7 +4,7 @@
 with
 
 source as (
-    select * from {{ source('hubspot', 'companies') }}
+    {{ gated_source('hubspot', 'companies') }}
 ),
 
 renamed as (

@@ -4,7 +4,7 @@
 with
 
 source as (
-    select * from {{ source('hubspot', 'contacts') }}
+    {{ gated_source('hubspot', 'contacts') }}
 ),
 
 renamed as (

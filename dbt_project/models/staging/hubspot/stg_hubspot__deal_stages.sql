@@ -3,7 +3,7 @@
 with
 
 source as (
-    select * from {{ source('hubspot', 'deal_pipelines') }}
+    {{ gated_source('hubspot', 'deal_pipelines') }}
 ),
 
 stages as (

@@ -4,7 +4,7 @@
 with
 
 source as (
-    select * from {{ source('hubspot', 'deals') }}
+    {{ gated_source('hubspot', 'deals') }}
 ),
 
 renamed as (

@@ -4,7 +4,7 @@
 with
 
 source as (
-    select * from {{ source('hubspot', 'engagements') }}
+    {{ gated_source('hubspot', 'engagements') }}
 ),
 
 renamed as (

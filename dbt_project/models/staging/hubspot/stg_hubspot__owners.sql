@@ -3,7 +3,7 @@
 with
 
 source as (
-    select * from {{ source('hubspot', 'owners') }}
+    {{ gated_source('hubspot', 'owners') }}
 ),
 
 renamed as (

@@ -3,7 +3,7 @@
 with
 
 source as (
-    select * from {{ source('salesforce', 'Account') }}
+    {{ gated_source('salesforce', 'Account') }}
 ),
 
 renamed as (

@@ -3,7 +3,7 @@
 with
 
 source as (
-    select * from {{ source('salesforce', 'Contact') }}
+    {{ gated_source('salesforce', 'Contact') }}
 ),
 
 renamed as (

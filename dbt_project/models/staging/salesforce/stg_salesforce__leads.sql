@@ -3,7 +3,7 @@
 with
 
 source as (
-    select * from {{ source('salesforce', 'Lead') }}
+    {{ gated_source('salesforce', 'Lead') }}
 ),
 
 renamed as (

@@ -4,7 +4,7 @@
 with
 
 source as (
-    select * from {{ source('salesforce', 'Opportunity') }}
+    {{ gated_source('salesforce', 'Opportunity') }}
 ),
 
 renamed as (

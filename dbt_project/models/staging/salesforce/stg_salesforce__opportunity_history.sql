@@ -4,7 +4,7 @@
 with
 
 source as (
-    select * from {{ source('salesforce', 'OpportunityHistory') }}
+    {{ gated_source('salesforce', 'OpportunityHistory') }}
 ),
 
 renamed as (

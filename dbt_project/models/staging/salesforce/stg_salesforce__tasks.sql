@@ -4,7 +4,7 @@
 with
 
 source as (
-    select * from {{ source('salesforce', 'Task') }}
+    {{ gated_source('salesforce', 'Task') }}
 ),
 
 renamed as (

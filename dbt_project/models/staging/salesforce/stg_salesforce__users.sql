@@ -3,7 +3,7 @@
 with
 
 source as (
-    select * from {{ source('salesforce', 'User') }}
+    {{ gated_source('salesforce', 'User') }}
 ),
 
 renamed as (

@@ -1,0 +1,118 @@
+"""Quarantine: raw rows a gate rejected, by raw id, with the rule and the reason; staging reads around them.
+
+The rows stay in the raw table exactly as the connector wrote them (nothing is lost, and releasing them is one
+delete); ``crm_audit.quarantine`` lists their ``_airbyte_raw_id`` and staging anti-joins it (the dbt macro
+``gated_source``). Two ways in: the rows a row-level rule failed, when the batch's failing share stays within the
+stream's ``max_quarantine_share``; or every row of a batch the gate stopped, so that a later run cannot carry the
+stopped batch into the marts once another batch of the stream passes. Everything is set-based SQL in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from crm_pipeline.quality.rules import Rule, quote_ident
+from crm_pipeline.warehouse.ddl import run_ddl, split_script
+
+DDL = """
+create schema if not exists crm_audit;
+create table if not exists crm_audit.quarantine (
+    raw_id varchar not null,  -- _airbyte_raw_id (the destination writes it as varchar)
+    stream text not null,
+    sync_id bigint not null,
+    rule text not null,
+    column_name text,
+    reason text not null,
+    run_id text,
+    quarantined_at timestamptz not null default now(),
+    primary key (raw_id, rule)
+);
+create index if not exists quarantine_batch on crm_audit.quarantine (stream, sync_id)
+"""
+SAMPLE_KEYS = 5
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """What one rule sent to quarantine from one batch."""
+
+    rule: str
+    rows: int
+    sample_keys: tuple[str, ...]  # primary keys of a few of them, for alerts (keys, never values)
+
+
+def ensure_quarantine(conn: psycopg.Connection) -> None:
+    run_ddl(conn, split_script(DDL))
+
+
+def quarantine_failing_rows(
+    conn: psycopg.Connection,
+    *,
+    stream: str,
+    sync_id: int,
+    batch_query: str,
+    primary_key: Sequence[str],
+    rules: Sequence[Rule],
+    run_id: str,
+) -> list[Quarantined]:
+    """Quarantine the rows each row-level rule fails; return per rule how many, with a few of their keys."""
+    results = []
+    batch = f"({_embed(batch_query)})"
+    key = " || '|' || ".join(f"coalesce(batch.{quote_ident(c)}::text, '<null>')" for c in primary_key)
+    for rule in rules:
+        if rule.failing_rows is None:
+            raise ValueError(f"rule {rule.name} judges the batch, not rows: it cannot quarantine")
+        failing = _embed(rule.failing_rows).replace("{batch}", batch)
+        with conn.transaction():
+            inserted = conn.execute(
+                "insert into crm_audit.quarantine (raw_id, stream, sync_id, rule, column_name, reason, run_id)"  # noqa: S608
+                f" select failing._airbyte_raw_id, %s, %s, %s, %s, %s, %s from ({failing}) as failing"
+                " on conflict do nothing",
+                (stream, sync_id, rule.name, rule.column, rule.reason, run_id),
+            ).rowcount
+            sample = conn.execute(
+                f"select {key} from {batch} as batch"  # noqa: S608  (catalogue identifiers, quoted)
+                " join crm_audit.quarantine as q on q.raw_id = batch._airbyte_raw_id"
+                " where q.rule = %s and q.sync_id = %s order by 1 limit %s",
+                (rule.name, sync_id, SAMPLE_KEYS),
+            ).fetchall()
+        results.append(Quarantined(rule.name, inserted, tuple(str(row[0]) for row in sample)))
+    return results
+
+
+def quarantine_batch(
+    conn: psycopg.Connection, *, stream: str, sync_id: int, batch_query: str, rules: str, reason: str, run_id: str
+) -> int:
+    """Quarantine every row of a stopped batch under the rule(s) that stopped it."""
+    with conn.transaction():
+        return conn.execute(
+            "insert into crm_audit.quarantine (raw_id, stream, sync_id, rule, column_name, reason, run_id)"  # noqa: S608
+            f" select batch._airbyte_raw_id, %s, %s, %s, null, %s, %s from ({_embed(batch_query)}) as batch"
+            " on conflict do nothing",
+            (stream, sync_id, rules, reason, run_id),
+        ).rowcount
+
+
+def quarantined_rows(conn: psycopg.Connection, stream: str, sync_id: int) -> int:
+    """How many distinct rows of one batch are in quarantine (a row failing two rules counts once)."""
+    row = conn.execute(
+        "select count(distinct raw_id) from crm_audit.quarantine where stream = %s and sync_id = %s",
+        (stream, sync_id),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def release(conn: psycopg.Connection, stream: str, sync_id: int) -> int:
+    """Let a batch's quarantined rows through on the next transform (after a person checked them)."""
+    with conn.transaction():
+        return conn.execute(
+            "delete from crm_audit.quarantine where stream = %s and sync_id = %s", (stream, sync_id)
+        ).rowcount
+
+
+def _embed(query: str) -> str:
+    """SQL text placed in a query that also takes parameters: a literal % must be doubled."""
+    return query.replace("%", "%%")
