@@ -10,7 +10,7 @@ CRM := $(BIN)/crm
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: help venv demo bench test lint unit integration manifest docs up down status warehouse-up warehouse-down \
+.PHONY: help venv demo bench test lint unit integration manifest docs gx-docs up down status warehouse-up warehouse-down \
         psql lock dockerfile-lint image-replay clean
 
 help: ## list the targets
@@ -64,6 +64,9 @@ manifest: venv ## build the dbt manifest Cosmos renders from (the Dockerfile's `
 
 docs: venv ## generate the dbt docs site (.local/dbt/target/index.html)
 	@$(CRM) dbt docs generate
+
+gx-docs: venv ## build the GX Data Docs site of the latest gate runs (.local/gx/)
+	@$(CRM) gx-docs
 
 up: venv ## start Airflow (api-server, scheduler, dag-processor, triggerer) and print the UI URL
 	@$(CRM) up

@@ -7,9 +7,13 @@ Variable (e.g. `airbyte_connection_hubspot`) holds an Airbyte connection id run 
 CRM simulator (`simulate_sync`, mapped over streams). Raw tables are shaped exactly as Airbyte's Postgres
 destination writes them.
 
-Each stream's **raw gate** runs a Great Expectations checkpoint over exactly the batch its sync delivered and emits
-the stream's asset (`airbyte://<source>/<stream>`) only when it passes; a failed error-severity rule fails the task
-and nothing downstream runs.
+Each stream's **raw gate** runs a Great Expectations checkpoint over exactly the batch its sync delivered. Rows
+failing a row rule (a malformed email, a negative amount) go to `crm_audit.quarantine` with the rule and the reason,
+and the rest flows on; a batch failing a batch rule (schema, duplicate keys, volume) or with more failing rows than
+the stream's `max_quarantine_share` is stopped: quarantined whole, its gate fails and its asset
+(`airbyte://<source>/<stream>`) is not emitted. **admit** lets the transform run once every batch has a verdict,
+so other streams' clean data still reaches the marts; staging reads around quarantined rows. **stopped_batches**
+fails the run afterwards when a batch was stopped, so the run shows red.
 
 **transform** is the dbt project rendered by Cosmos from its manifest, a task group per layer (staging,
 snapshots, intermediate, marts), one task per model with its tests right after it. It writes the marts into
@@ -18,8 +22,9 @@ version, reconciliation with raw) and **publish_marts** swaps them in as `marts`
 (write-audit-publish): analysts see the old marts or the new, never a mix, and a failed audit leaves the published
 marts exactly as they were.
 
-Runs on demand (`make demo` drives it with `airflow dags test`). Gate results: `crm_audit.gate_results`; Airbyte
-jobs: `crm_audit.airbyte_jobs`; publishes: `crm_audit.publishes`.
+Runs on demand (`make demo` drives it with `airflow dags test`). Gate results: `crm_audit.gate_results` and
+`crm_audit.batch_verdicts`; quarantined rows: `crm_audit.quarantine`; Airbyte jobs: `crm_audit.airbyte_jobs`;
+publishes: `crm_audit.publishes`.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ from crm_pipeline.orchestration.airbyte import (
     simulated_streams,
 )
 from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
-from crm_pipeline.orchestration.tasks import audit_marts, gate_raw, publish_marts, sync_stream
+from crm_pipeline.orchestration.tasks import (
+    admit,
+    audit_marts,
+    gate_raw,
+    publish_marts,
+    stopped_batches,
+    sync_stream,
+)
 from crm_pipeline.orchestration.transform import dbt_task_group
 
 
@@ -70,8 +82,11 @@ def crm_elt() -> None:
             )
             for spec in default_catalogue().enabled()
         ]
+        admitted = admit(batches)
+        gates >> admitted
+        gates >> stopped_batches(batches)
 
-    gates >> dbt_task_group("transform") >> audit_marts() >> publish_marts()
+    admitted >> dbt_task_group("transform") >> audit_marts() >> publish_marts()
 
 
 crm_elt()

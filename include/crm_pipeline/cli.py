@@ -223,6 +223,45 @@ def cmd_publish(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """List quarantined batches, or release one so that the next run transforms its rows."""
+    from crm_pipeline.catalogue import default_catalogue
+    from crm_pipeline.quality.quarantine import ensure_quarantine, release
+    from crm_pipeline.warehouse.locate import connect, resolve_warehouse_url
+
+    with connect(resolve_warehouse_url()) as conn:
+        ensure_quarantine(conn)
+        if args.action == "list":
+            rows = conn.execute(
+                "select stream, sync_id, rule, count(*), min(reason) from crm_audit.quarantine"
+                " group by 1, 2, 3 order by 2 desc, 1, 3"
+            ).fetchall()
+            for stream, sync_id, rule, count, reason in rows:
+                print(f"{stream}  sync {sync_id}  {rule}  {count:,} rows  ({reason})")
+            print(f"{len(rows)} quarantined (batch, rule) groups")
+            return 0
+        if not args.stream or args.sync_id is None:
+            print("error: release needs --stream SOURCE.STREAM and --sync-id N", file=sys.stderr)
+            return 2
+        default_catalogue().get(args.stream)  # an unknown stream is named, with the known ones
+        released = release(conn, args.stream, args.sync_id)
+    print(f"released {released:,} quarantine entries of {args.stream} sync {args.sync_id}: the next run reads them")
+    return 0
+
+
+def cmd_gx_docs(_: argparse.Namespace) -> int:
+    """Build the GX Data Docs site from the validation results stored in the warehouse."""
+    from crm_pipeline.quality.data_docs import build_data_docs
+    from crm_pipeline.quality.results import ensure_results
+    from crm_pipeline.warehouse.locate import connect, resolve_warehouse_url
+
+    with connect(resolve_warehouse_url()) as conn:
+        ensure_results(conn)
+        index = build_data_docs(conn)
+    print(f"GX Data Docs: {index}" if index else "no validation results yet: run the pipeline first (make demo)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline next to the bare tools and write the table (BENCHMARKS.md by default)."""
     from crm_pipeline.bench.run import run_bench
@@ -269,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("summary", help="print the pipeline summary").set_defaults(func=cmd_summary)
     sub.add_parser("publish", help="audit marts_build and publish it as marts").set_defaults(func=cmd_publish)
+    sub.add_parser("gx-docs", help="build the GX Data Docs site of the latest gate runs").set_defaults(func=cmd_gx_docs)
+    quarantine = sub.add_parser("quarantine", help="list quarantined rows by batch and rule, or release a batch")
+    quarantine.add_argument("action", choices=["list", "release"])
+    quarantine.add_argument("--stream", metavar="SOURCE.STREAM")
+    quarantine.add_argument("--sync-id", type=int)
+    quarantine.set_defaults(func=cmd_quarantine)
     bench = sub.add_parser("bench", help="measure the pipeline next to the bare tools; write BENCHMARKS.md")
     bench.add_argument("--scale", choices=["XS", "S", "M", "L"], default="M")
     bench.add_argument("--repeat", type=int, default=3)

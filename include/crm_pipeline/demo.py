@@ -2,7 +2,7 @@
 
 Airflow's own output goes to a log file; the terminal gets one line per finished task so progress is visible
 without hundreds of log lines. The summary reads the warehouse: rows per raw table and mart, the gate results
-of the last run, and where the dbt docs are.
+of the last run, and where the dbt docs and GX Data Docs are.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 DEMO_SCHEMAS = ("crm_simulator", "staging", "snapshots", "marts", "marts_build", "analytics")
 _END_TASK = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
 _NEW_STATE = re.compile(r"new_state=(\w+)")
-_FAILURE = re.compile(r"(GateFailed|AirflowFailException|CosmosDbtRunError|Error)[:(] ?(.*)")
+_FAILURE = re.compile(r"(AirflowFailException|CosmosDbtRunError|Error)[:(] ?(.*)")
 
 
 def reset_demo_data(warehouse: WarehouseUrl) -> None:
@@ -94,16 +94,11 @@ def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None
         if _count(conn, "crm_audit", "gate_results") is None:
             print("  (no gate has run yet)")
         else:
-            rows = conn.execute(
-                "with last_run as (select run_id from crm_audit.gate_results order by checked_at desc limit 1)"
-                " select gate, count(*) filter (where success), count(*),"
-                " string_agg(rule, ', ') filter (where not success)"
-                " from crm_audit.gate_results where run_id = (select run_id from last_run)"
-                " group by gate order by gate"
-            ).fetchall()
-            for gate, passed, total, failed in rows:
-                verdict = "PASS" if passed == total else "FAIL"
-                print(f"  {verdict} {gate:<38} {passed}/{total} rules" + (f"  failed: {failed}" if failed else ""))
+            _print_gate_results(conn)
+            from crm_pipeline.quality.data_docs import build_data_docs
+
+            site = build_data_docs(conn)
+            print(f"\nGX Data Docs of the last runs: {site}" if site else "")
     docs = LOCAL_DIR / "dbt" / "target" / "index.html"
     print(
         f"\ndbt docs: {docs if docs.exists() else 'run `make docs` to generate them'}"
@@ -112,6 +107,33 @@ def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None
     if log_path is not None:
         print(f"full Airflow log of this run: {log_path}")
     print("=======================================================")
+
+
+def _print_gate_results(conn: psycopg.Connection) -> None:
+    """One line per gate of the last run: the batch's verdict (raw gates) or PASS/FAIL, failed errors and warnings."""
+    last_run = "(select run_id from crm_audit.gate_results order by checked_at desc limit 1)"
+    rows = conn.execute(
+        "select gate, stream, sync_id, count(*) filter (where success), count(*),"  # noqa: S608  (constant SQL)
+        " string_agg(rule, ', ') filter (where not success and severity = 'error'),"
+        " string_agg(rule, ', ') filter (where not success and severity = 'warn')"
+        f" from crm_audit.gate_results where run_id = {last_run} group by 1, 2, 3 order by 1"
+    ).fetchall()
+    verdicts: dict[tuple[str, int], tuple[str, int]] = {}
+    if _count(conn, "crm_audit", "batch_verdicts") is not None:
+        verdicts = {
+            (stream, sync_id): (verdict, quarantined)
+            for stream, sync_id, verdict, quarantined in conn.execute(
+                "select stream, sync_id, verdict, quarantined_rows from crm_audit.batch_verdicts"  # noqa: S608
+                f" where run_id = {last_run}"
+            ).fetchall()
+        }
+    for gate, stream, sync_id, passed, total, errors, warnings in rows:
+        verdict, quarantined = verdicts.get((stream, sync_id), ("pass" if not errors else "fail", 0))
+        line = f"  {verdict.upper():<11} {gate:<38} {passed}/{total} rules"
+        line += f"  {quarantined:,} rows quarantined" if quarantined and verdict != "stopped" else ""
+        line += f"  failed: {errors}" if errors else ""
+        line += f"  warnings: {warnings}" if warnings else ""
+        print(line)
 
 
 def _print_model_checks(conn: psycopg.Connection) -> None:

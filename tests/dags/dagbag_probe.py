@@ -68,6 +68,7 @@ print(
                             "upstream": sorted(t.upstream_task_ids),
                             "mapped": t.is_mapped,
                             "pool": t.pool,
+                            "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
                         }
                         for t in dag.tasks
                     ],

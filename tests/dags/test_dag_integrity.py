@@ -83,9 +83,17 @@ def test_the_graph_gates_before_transform(probe: dict[str, Any]) -> None:
     gates = {f"extract.gate__{s.source}__{s.stream}" for s in default_catalogue().enabled()}
     assert gates <= set(tasks), "one gate per enabled stream"
     assert all(tasks[g]["upstream"] == ["extract.batches"] for g in gates)
-    transform_roots = {t for t, task in tasks.items() if t.startswith("transform.") and set(task["upstream"]) & gates}
-    assert transform_roots, "the transform waits for the gates"
-    assert all(set(tasks[t]["upstream"]) == gates for t in transform_roots)
+    admit = tasks["extract.admit"]
+    assert set(admit["upstream"]) == {*gates, "extract.batches"}, "admit waits for every gate and reads the batches"
+    assert admit["trigger_rule"] == "all_done", "a stopped batch must not hold the other streams back"
+    stopped = tasks["extract.stopped_batches"]
+    assert set(stopped["upstream"]) == {*gates, "extract.batches"} and stopped["trigger_rule"] == "all_done"
+    assert not [t for t, task in tasks.items() if "extract.stopped_batches" in task["upstream"]], "a leaf"
+    transform_roots = {
+        t for t, task in tasks.items() if t.startswith("transform.") and "extract.admit" in task["upstream"]
+    }
+    assert transform_roots, "the transform waits for admit"
+    assert all(tasks[t]["upstream"] == ["extract.admit"] for t in transform_roots)
     assert {t.split(".")[1] for t in transform_roots} == {"staging"}, "staging runs first"
     layers = ["staging", "snapshots", "intermediate", "marts"]
     for earlier, later in itertools.pairwise(layers):
@@ -96,7 +104,7 @@ def test_the_graph_gates_before_transform(probe: dict[str, Any]) -> None:
             and any(u.startswith(f"transform.{earlier}.") for u in tasks[t]["upstream"])
         ]
         assert firsts, f"{later} waits for {earlier}"
-    assert {"transform.marts.dim_contacts.run", "transform.marts.fct_activities.run"} <= set(tasks)
+    assert {"transform.marts.dim_contacts_model_build", "transform.marts.fct_activities_model_build"} <= set(tasks)
     assert "audit_marts" in tasks
 
 

@@ -2,23 +2,27 @@
 
 The expected customer-360 mart is computed here from both simulated CRMs' records with plain Python (normalise,
 match on email, join, sum), not from SQL, so a wrong staging, resolution or mart transformation fails the comparison
-row by row. A bad batch must fail its gate and stop everything downstream, leaving the published mart exactly as it
-was.
+row by row. A stopped batch fails its gate and is kept out while the other streams reach the marts; a failed mart
+audit leaves the published marts exactly as they were.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
+from conftest import AirflowRun, _drop_database, expected_warning
 
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.quality.marts import MART_GATES
 from crm_pipeline.sources.simulator import hubspot, salesforce
 from crm_pipeline.sources.simulator.world import EPOCH, World
+from crm_pipeline.warehouse.locate import ensure_database
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
@@ -79,12 +83,25 @@ def mart_checksum(warehouse: WarehouseUrl) -> str:
 def gate_results(warehouse: WarehouseUrl) -> list[tuple[Any, ...]]:
     with psycopg.connect(warehouse.libpq()) as conn:
         return conn.execute(
-            "select gate, rule, success, unexpected_count from crm_audit.gate_results order by id"
+            "select gate, rule, success, unexpected_count, severity from crm_audit.gate_results order by id"
         ).fetchall()
 
 
-def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, warehouse) -> None:
-    run = local_airflow.dags_test("crm_elt", warehouse, **VARIABLES)
+@pytest.fixture(scope="module")
+def first_run(local_airflow, server: WarehouseUrl) -> Iterator[tuple[WarehouseUrl, AirflowRun]]:
+    """One warehouse for the module, after the first (historical) run. The tests after the first build on the
+    state the one before left (a good published version), in file order; each runs its own next DAG run."""
+    name = f"crm_e2e_{uuid.uuid4().hex[:8]}"
+    ensure_database(server, name)
+    warehouse = server.with_database(name)
+    try:
+        yield warehouse, local_airflow.dags_test("crm_elt", warehouse, **VARIABLES)
+    finally:
+        _drop_database(server, name)
+
+
+def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, first_run) -> None:
+    warehouse, run = first_run
     assert run.returncode == 0, run.log[-5000:]
 
     states = local_airflow.task_states("crm_elt", run.run_id)
@@ -112,41 +129,71 @@ def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, w
     assert gates == {f"raw__{s.source}__{s.stream}" for s in streams} | {g.name for g in MART_GATES} | {
         "mart__reconciliation"
     }
-    assert all(success for _, _, success, _ in results)
+    failed = {rule: severity for _, rule, success, _, severity in results if not success}
+    assert all(expected_warning(rule, severity) for rule, severity in failed.items()), failed
 
 
-def test_a_bad_batch_fails_its_gate_and_leaves_the_mart_untouched(local_airflow, warehouse) -> None:
-    first = local_airflow.dags_test("crm_elt", warehouse, **VARIABLES)
+def test_a_stopped_batch_fails_its_gate_while_the_other_streams_reach_the_marts(
+    local_airflow, first_run, alert_receivers
+) -> None:
+    warehouse, first = first_run
     assert first.returncode == 0, first.log[-5000:]
     before = mart_checksum(warehouse)
+    hubspot_before = hubspot_contact_ids(warehouse)
 
-    fault = '[{"stream": "hubspot.contacts", "kind": "null_primary_key", "sync": 2}]'
-    second = local_airflow.dags_test("crm_elt", warehouse, **{**VARIABLES, "crm_simulator_faults": fault})
-    assert second.returncode != 0
+    fault = '[{"stream": "hubspot.contacts", "kind": "empty_batch", "sync": 2}]'
+    second = local_airflow.dags_test(
+        "crm_elt", warehouse, alert_receivers.env(), **{**VARIABLES, "crm_simulator_faults": fault}
+    )
+    assert second.returncode != 0, "a stopped batch fails the run, so people see it"
+    _the_alerts_name_the_stream_rule_task_and_log(alert_receivers, second.run_id)
 
     states = local_airflow.task_states("crm_elt", second.run_id)
-    assert states["extract.gate__hubspot__contacts"] == "failed"
-    assert states["extract.gate__hubspot__deals"] == "success", "other streams' gates still run"
-    transform = {task: state for task, state in states.items() if task.startswith("transform.")}
-    assert transform and set(transform.values()) == {"upstream_failed"}, transform
-    assert states["audit_marts"] == "upstream_failed"
-    assert states["publish_marts"] == "upstream_failed"
+    assert states.pop("extract.gate__hubspot__contacts") == "failed"
+    assert states.pop("extract.stopped_batches") == "failed", "the run shows red"
+    assert states.pop("extract.airbyte_sync") == "skipped"
+    assert set(states.values()) == {"success"}, "admit, transform, audit and publish ran for the other streams"
+    assert "raw gate stopped batch" in second.log and "hubspot.contacts:row_count_in_range" in second.log
 
-    assert mart_checksum(warehouse) == before, "the mart must keep its last good state"
     assets = local_airflow.asset_events("crm_elt", second.run_id)
-    assert "airbyte://hubspot/contacts" not in assets, "a stream whose gate failed emits no asset"
-    assert assets["airbyte://hubspot/deals"] == "extract.gate__hubspot__deals", "streams that passed still do"
-    # Five rows lost their key; contacts sync in append + dedup mode, whose upsert partitions by key as
-    # Airbyte's does, so the five null keys land as one row. That row is what the gate must catch.
-    failures = [(rule, count) for gate, rule, success, count in gate_results(warehouse) if not success]
-    assert failures == [("hubspot.contacts:primary_key_not_null:id", 1)]
-    assert "hubspot.contacts:primary_key_not_null:id: 1 unexpected" in second.log
+    assert "airbyte://hubspot/contacts" not in assets, "a stream whose batch was stopped emits no asset"
+    assert assets["airbyte://salesforce/Contact"] == "extract.gate__salesforce__Contact", "the others still do"
+    assert mart_checksum(warehouse) != before, "the other streams' new rows were published"
+    assert hubspot_contact_ids(warehouse) == hubspot_before, "nothing of the stopped stream changed"
+    with psycopg.connect(warehouse.libpq()) as conn:
+        verdicts = dict(
+            conn.execute(
+                "select stream, verdict from crm_audit.batch_verdicts where run_id = %s", (second.run_id,)
+            ).fetchall()
+        )
+    assert verdicts.pop("hubspot.contacts") == "stopped"
+    assert set(verdicts.values()) == {"passed"}, verdicts
 
 
-def test_a_failed_mart_audit_leaves_the_published_marts_as_they_were(local_airflow, warehouse) -> None:
+def _the_alerts_name_the_stream_rule_task_and_log(receivers, run_id: str) -> None:
+    """One failed task, one alert per channel, over real SMTP and HTTP, with what a person needs and no secret."""
+    ((webhook,), (email,)) = (receivers.webhooks, receivers.emails)
+    for text in (str(webhook["text"]), email):
+        assert "crm_elt" in text and "extract.gate__hubspot__contacts" in text
+        assert "hubspot.contacts:row_count_in_range" in text, "the rule that stopped the batch"
+        assert "/dags/crm_elt/runs/" in text, "a link to the task's log"
+        assert receivers.WEBHOOK_SECRET not in text
+    assert webhook["path"].endswith(receivers.WEBHOOK_SECRET)  # type: ignore[union-attr]
+    assert run_id in str(webhook["text"])
+    assert "Subject: [crm] crm_elt: extract.gate__hubspot__contacts failed" in email
+    assert "To: data-team@example.com" in email
+
+
+def hubspot_contact_ids(warehouse: WarehouseUrl) -> set[str]:
+    with psycopg.connect(warehouse.libpq()) as conn:
+        rows = conn.execute("select hubspot_contact_id from marts.dim_contacts where hubspot_contact_id is not null")
+        return {row[0] for row in rows}
+
+
+def test_a_failed_mart_audit_leaves_the_published_marts_as_they_were(local_airflow, first_run) -> None:
     """A source refresh that lost most contacts passes the raw gates (each batch is fine) but must not empty the
     marts analysts read: the audit compares the build with the published marts and stops the publish."""
-    first = local_airflow.dags_test("crm_elt", warehouse, **VARIABLES)
+    warehouse, first = first_run
     assert first.returncode == 0, first.log[-5000:]
     before = mart_checksum(warehouse)
     with psycopg.connect(warehouse.libpq()) as conn:
@@ -155,12 +202,13 @@ def test_a_failed_mart_audit_leaves_the_published_marts_as_they_were(local_airfl
     second = local_airflow.dags_test("crm_elt", warehouse, **VARIABLES)
     assert second.returncode != 0
     states = local_airflow.task_states("crm_elt", second.run_id)
-    assert states["transform.marts.dim_contacts.run"] == "success", "the build itself works"
+    assert states["transform.marts.dim_contacts_model_build"] == "success", "the build itself works"
     assert states["audit_marts"] == "failed"
     assert states["publish_marts"] == "upstream_failed"
     assert mart_checksum(warehouse) == before, "analysts still read the last good marts"
     assert "mart audit failed, marts not published: marts.dim_contacts:row_count_vs_published" in second.log
     with psycopg.connect(warehouse.libpq()) as conn:
-        assert conn.execute("select count(*) from crm_audit.publishes").fetchone()[0] == 1  # type: ignore[index]
+        published = conn.execute("select count(*) from crm_audit.publishes where run_id = %s", (second.run_id,))
+        assert published.fetchone()[0] == 0  # type: ignore[index]
         shrunk = conn.execute("select count(*) from marts_build.dim_contacts").fetchone()[0]  # type: ignore[index]
     assert 0 < shrunk < 0.9 * len(mart_rows(warehouse)), "the rejected build is kept aside for inspection"

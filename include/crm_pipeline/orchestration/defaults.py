@@ -1,9 +1,12 @@
-"""Task defaults every CRM DAG shares: ownership, retries with backoff, and a timeout on every task."""
+"""Task defaults every CRM DAG shares: ownership, retries with backoff, a timeout on every task, and failure alerts
+(email and webhook, when their connections are configured: ``alerts/notifiers.py``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from crm_pipeline.alerts.notifiers import failure_notifiers
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -14,4 +17,5 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(minutes=30),
+    "on_failure_callback": failure_notifiers(),
 }

@@ -7,33 +7,16 @@ fail again; infrastructure errors (connection lost, timeout) raise normally and 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import Asset, Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from crm_pipeline.catalogue import default_catalogue
-from crm_pipeline.errors import GateFailed
-
-if TYPE_CHECKING:
-    from crm_pipeline.quality.checkpoint import GateReport
 
 # Modules that import psycopg, GX or the simulator are imported inside the callables: DAG parsing stays light.
 
 MARTS_ASSET = "crm://warehouse/marts"  # emitted when a new version of the marts is published
-
-
-def _store_and_judge(report: GateReport, *, stream: str | None, sync_id: int | None, run_id: str) -> dict[str, Any]:
-    from crm_pipeline.quality.results import store_report
-    from crm_pipeline.warehouse.locate import connect, task_warehouse_url
-
-    with connect(task_warehouse_url()) as conn:
-        store_report(conn, report, stream=stream, sync_id=sync_id, run_id=run_id)
-    try:
-        report.raise_for_errors()
-    except GateFailed as exc:
-        raise AirflowFailException(str(exc)) from exc
-    return report.summary()
 
 
 @task(pool="warehouse", map_index_template="{{ crm_stream }}")
@@ -55,23 +38,55 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
 
 @task(pool="warehouse")
 def gate_raw(stream_key: str, batches: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-    """Validate exactly the rows this sync delivered (``batches[stream_key]``, from the simulator or an Airbyte
-    job); emits the stream's asset only when it passes."""
-    from crm_pipeline.quality.checkpoint import run_checkpoint
-    from crm_pipeline.quality.rules import raw_batch_query, raw_rules
-    from crm_pipeline.warehouse.locate import task_warehouse_url
+    """Judge exactly the rows this sync delivered (``batches[stream_key]``, from the simulator or an Airbyte job):
+    ``quality/raw_gate.py``. Passed or quarantined: the stream's asset is emitted. Stopped: the task fails, with
+    the stream, the rules and sample keys in its message, and emits nothing."""
+    from crm_pipeline.quality.raw_gate import judge_batch
+    from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     spec = default_catalogue().get(stream_key)
     if stream_key not in batches:
         raise AirflowSkipException(f"no batch to gate for {stream_key}: its sync failed (see extract's failed tasks)")
     sync_id = int(batches[stream_key]["sync_id"])
-    report = run_checkpoint(
-        task_warehouse_url(),
-        f"raw__{spec.source}__{spec.stream}",
-        raw_batch_query(spec, sync_id),
-        raw_rules(spec, datetime.now(UTC)),
-    )
-    return _store_and_judge(report, stream=spec.key, sync_id=sync_id, run_id=run_id or "")
+    url = task_warehouse_url()
+    with connect(url) as conn:
+        verdict = judge_batch(url, conn, spec, sync_id, run_id=run_id or "", now=datetime.now(UTC))
+    if verdict.verdict == "stopped":
+        raise AirflowFailException(verdict.message())
+    return verdict.summary()
+
+
+@task(pool="warehouse", trigger_rule="all_done")
+def admit(batches: dict[str, Any]) -> dict[str, str]:
+    """Let the transform run once every batch of this run has a verdict, whichever it is: stopped batches are
+    quarantined whole, so other streams' clean rows flow on. A gate that failed before judging (a lost connection,
+    a crash) leaves its batch unjudged, and then nothing runs: unjudged rows must not reach the marts."""
+    from crm_pipeline.quality.raw_gate import unjudged, verdicts
+    from crm_pipeline.warehouse.locate import connect, task_warehouse_url
+
+    sync_ids = {stream: int(batch["sync_id"]) for stream, batch in batches.items()}
+    with connect(task_warehouse_url()) as conn:
+        missing = unjudged(conn, sync_ids)
+        if missing:
+            raise AirflowFailException(f"no gate verdict for the batches of {', '.join(missing)}: not transforming")
+        return verdicts(conn, sync_ids)
+
+
+@task(pool="warehouse", trigger_rule="all_done", on_failure_callback=[])
+def stopped_batches(batches: dict[str, Any]) -> list[str]:
+    """Fail the run when a gate stopped a batch, so the run shows red once the other streams went through.
+
+    Needed because a run's state follows its leaf tasks, and the gates are not leaves: ``admit`` follows them.
+    No alert of its own (the gate that stopped the batch already sent one)."""
+    from crm_pipeline.quality.raw_gate import verdicts
+    from crm_pipeline.warehouse.locate import connect, task_warehouse_url
+
+    sync_ids = {stream: int(batch["sync_id"]) for stream, batch in batches.items()}
+    with connect(task_warehouse_url()) as conn:
+        stopped = sorted(s for s, verdict in verdicts(conn, sync_ids).items() if verdict == "stopped")
+    if stopped:
+        raise AirflowFailException(f"batches stopped by their raw gates: {', '.join(stopped)} (see those gates)")
+    return stopped
 
 
 @task(pool="warehouse")

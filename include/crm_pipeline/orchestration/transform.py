@@ -52,7 +52,7 @@ def _layer(group_id: str, select: str, tooltip: str) -> DbtTaskGroup:
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             select=[select],
-            test_behavior=TestBehavior.AFTER_EACH,
+            test_behavior=TestBehavior.BUILD,
             # A test over two models (relationships) runs once both exist, not after the first of them.
             should_detach_multiple_parents_tests=True,
         ),
@@ -62,8 +62,8 @@ def _layer(group_id: str, select: str, tooltip: str) -> DbtTaskGroup:
 
 def dbt_task_group(group_id: str) -> TaskGroup:
     """The dbt project as one task group holding a Cosmos task group per layer (staging, snapshots,
-    intermediate, marts), run in that order; inside each, one task per model with its tests (data and unit) right
-    after it.
+    intermediate, marts), run in that order; inside each, one task per model running ``dbt build`` on it (the
+    model, then its data and unit tests), and a task per test that spans two models once both are built.
 
     Per layer rather than Cosmos' ``group_nodes_by_folder``: that option puts every test spanning two models into
     the last folder's group (Cosmos 1.15), which would show mart tests under staging."""
