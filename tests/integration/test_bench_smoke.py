@@ -24,5 +24,5 @@ def test_bench_writes_every_measurement_with_its_baseline(tmp_path: Path) -> Non
     table = out.read_text()
     assert "- machine: " in table and "PostgreSQL 16" in table
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| P")}
-    assert set(rows) == {"P2", "P4"}
+    assert set(rows) == {"P2", "P4", "P5", "P5m"}
     assert all(" rows/s |" in rows["P2"] and "x (" in row for row in rows.values())

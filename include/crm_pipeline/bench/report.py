@@ -65,6 +65,6 @@ def render(measurements: list[Measurement], *, scale: str, repeat: int, postgres
     lines += [
         "",
         "Not measured yet (issue #8): P1 orchestrated transform vs bare `dbt build`, P3 incremental vs full refresh,",
-        "P5 gate share and gate memory, P6 scale L end to end.",
+        "P6 scale L end to end. P5's memory at scale L: `make bench SCALE=L`.",
     ]
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import psycopg
 
+from crm_pipeline.bench.gates import measure_gates
 from crm_pipeline.bench.load import measure_load
 from crm_pipeline.bench.parse import measure_parse
 from crm_pipeline.bench.report import render
@@ -13,7 +14,11 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 
 
 def run_bench(server: WarehouseUrl, env: dict[str, str], *, scale: str, repeat: int, out: Path) -> Path:
-    measurements = [measure_load(server, scale, repeat), measure_parse(env, repeat)]
+    measurements = [
+        measure_load(server, scale, repeat),
+        measure_parse(env, repeat),
+        *measure_gates(server, scale, repeat),
+    ]
     with psycopg.connect(server.libpq()) as conn:
         postgres = str(conn.execute("show server_version").fetchone()[0])  # type: ignore[index]
     out.write_text(render(measurements, scale=scale, repeat=repeat, postgres=postgres))

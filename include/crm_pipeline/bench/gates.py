@@ -1,0 +1,127 @@
+"""P5: what the raw gates cost. Their share of a run's time, and a gate's peak memory as the data grows.
+
+Each repetition uses a fresh database and does what one pipeline run does, timed per stage: every stream's first
+sync (load), every stream's raw gate exactly as the gate task runs it (``judge_batch``: GX checkpoint, quarantine,
+verdict), and a bare ``dbt build`` (transform). The share is gate time over the whole. Memory: the largest stream's
+gate runs in a child process whose peak RSS the kernel reports (``wait4``), at the bench scale and at XS (the
+baseline): flat means the gate's memory does not follow the table's size, because every metric is SQL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg import sql
+
+from crm_pipeline.bench.measure import Measurement
+from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.local_airflow.runner import VENV_BIN, dbt_env
+from crm_pipeline.paths import DBT_PROJECT_DIR
+from crm_pipeline.quality.raw_gate import judge_batch
+from crm_pipeline.sources.simulator.sync import run_sync
+from crm_pipeline.warehouse.locate import ensure_database
+from crm_pipeline.warehouse.url import WarehouseUrl
+
+LARGEST = "hubspot.engagements"  # the biggest batch at every scale
+
+
+def _fresh(server: WarehouseUrl) -> WarehouseUrl:
+    name = f"crm_bench_{uuid.uuid4().hex[:8]}"
+    ensure_database(server, name)
+    return server.with_database(name)
+
+
+def _drop(server: WarehouseUrl, warehouse: WarehouseUrl) -> None:
+    with psycopg.connect(server.with_database("postgres").libpq(), autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(warehouse.database)))
+
+
+def _sync_all(warehouse: WarehouseUrl, scale: str, seed: int) -> dict[str, int]:
+    with psycopg.connect(warehouse.libpq()) as conn:
+        sync_ids = {}
+        for spec in default_catalogue().enabled():
+            sync_ids[spec.key] = run_sync(conn, spec, seed=seed, scale=scale).sync_id  # type: ignore[arg-type]
+            conn.commit()
+        return sync_ids
+
+
+def _gate_peak_rss_mib(warehouse: WarehouseUrl, stream: str, sync_id: int) -> float:
+    """Run one gate in a child process, as a gate task would; its peak resident memory in MiB."""
+    env = {**os.environ, "CRM_BENCH_WAREHOUSE": warehouse.libpq()}
+    child = subprocess.Popen([sys.executable, "-m", "crm_pipeline.bench.gate_child", stream, str(sync_id)], env=env)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"the gate of {stream} failed in the memory probe (exit {child.returncode})")
+    return usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def measure_gates(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) -> list[Measurement]:
+    share = Measurement(
+        "P5",
+        "raw gates' share of a run (load + gates + transform)",
+        "s",
+        "<= 15% of the run",
+        0.15,
+        higher_is_better=False,
+    )
+    memory = Measurement(
+        "P5m",
+        f"peak RSS of the {LARGEST} gate, scale {scale} vs XS",
+        "MiB",
+        "flat: <= 1.25x XS",
+        1.25,
+        higher_is_better=False,
+    )
+    for _ in range(repeat):
+        warehouse = _fresh(server)
+        try:
+            started = time.perf_counter()
+            sync_ids = _sync_all(warehouse, scale, seed)
+            load = time.perf_counter() - started
+            started = time.perf_counter()
+            with psycopg.connect(warehouse.libpq()) as conn:
+                for spec in default_catalogue().enabled():
+                    judge_batch(warehouse, conn, spec, sync_ids[spec.key], run_id="bench", now=datetime.now(UTC))
+            gates = time.perf_counter() - started
+            started = time.perf_counter()
+            _dbt_build(warehouse)
+            transform = time.perf_counter() - started
+            share.samples.append((gates, load + gates + transform))
+            share.note = f"load {load:.1f} s, gates {gates:.1f} s, transform (bare dbt build) {transform:.1f} s"
+            at_scale = _gate_peak_rss_mib(warehouse, LARGEST, sync_ids[LARGEST])
+        finally:
+            _drop(server, warehouse)
+        small = _fresh(server)
+        try:
+            at_xs = _gate_peak_rss_mib(small, LARGEST, _sync_all(small, "XS", seed)[LARGEST])
+        finally:
+            _drop(server, small)
+        memory.samples.append((at_scale, at_xs))
+    return [share, memory]
+
+
+def _dbt_build(warehouse: WarehouseUrl) -> None:
+    with tempfile.TemporaryDirectory() as target:
+        env = {**dbt_env(warehouse, dict(os.environ)), "DBT_TARGET_PATH": target, "DBT_LOG_PATH": target}
+        subprocess.run(
+            [
+                str(VENV_BIN / "dbt"),
+                "build",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--quiet",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
