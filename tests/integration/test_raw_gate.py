@@ -1,7 +1,7 @@
 """Every fault kind the simulator injects, through the real raw gates (GX on PostgreSQL), the quarantine and a real
 dbt build and publish: the right rule names each fault, failing rows are quarantined with their reason, a stopped
 batch is quarantined whole, clean rows of the other streams reach the marts, and the marts reconcile with raw minus
-quarantine.
+quarantine, and every stopped batch's alert reaches a local SMTP server and webhook receiver.
 
 One database for the module, three rounds of syncs: clean, row faults, schema faults. Each fault is injected into
 one stream's sync; the streams of a round are independent, so one round carries several faults.
@@ -9,16 +9,22 @@ one stream's sync; the streams of a round are independent, so one round carries 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from conftest import _drop_database, expected_warning
 from dbt_runs import SEED, build_and_publish, checksum, run_dbt
 
+from crm_pipeline.alerts.notifiers import failure_notifiers
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
 from crm_pipeline.quality.data_docs import build_data_docs
 from crm_pipeline.quality.raw_gate import BatchVerdict, judge_batch
@@ -113,8 +119,32 @@ def test_a_clean_sync_passes_every_gate_and_quarantines_nothing(gated) -> None:
     assert all(v.quarantined_rows == 0 and v.batch_rows > 0 for v in clean.values())
 
 
+def _alerted(verdict: BatchVerdict, rule: str, receivers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the gate task's failure sends for this verdict (the task raises ``verdict.message()``), through the
+    project's real notifiers to a real SMTP server and HTTP receiver. The task instance is a stand-in with the
+    fields the alert reads; the end-to-end test covers the same path inside Airflow."""
+    for name, value in receivers.env().items():
+        monkeypatch.setenv(name, value)
+    source, stream = verdict.stream.split(".")
+    task = SimpleNamespace(
+        dag_id="crm_elt",
+        task_id=f"extract.gate__{source}__{stream}",
+        run_id="test_run",
+        try_number=1,
+        map_index=-1,
+        log_url="http://localhost:8080/dags/crm_elt/runs/test_run/tasks/gate",
+    )
+    context = {"ti": task, "exception": AirflowFailException(verdict.message())}
+    for notifier in failure_notifiers():
+        notifier.notify(context)
+    ((webhook,), (email,)) = (receivers.webhooks, receivers.emails)
+    for text in (str(webhook["text"]), email):
+        assert verdict.stream in text and rule in text, text
+        assert all(key in text for q in verdict.quarantined for key in q.sample_keys), "sample failing keys"
+
+
 @pytest.mark.parametrize("stream", list(ROW_FAULTS))
-def test_each_row_fault_is_named_by_its_rule(gated, stream: str) -> None:
+def test_each_row_fault_is_named_by_its_rule(gated, stream: str, alert_receivers, monkeypatch) -> None:
     warehouse, _, rounds = gated
     verdict: BatchVerdict = rounds["faulty"][stream]
     kind, expected, rule = ROW_FAULTS[stream]
@@ -142,6 +172,7 @@ def test_each_row_fault_is_named_by_its_rule(gated, stream: str) -> None:
         assert verdict.quarantined_rows == verdict.batch_rows
         assert verdict.reason
         assert ("max_quarantine_share" if stream == "salesforce.Lead" else rule) in verdict.reason
+        _alerted(verdict, rule, alert_receivers, monkeypatch)
 
 
 def test_quarantined_rows_never_reach_the_marts_and_clean_rows_do(gated) -> None:
@@ -162,7 +193,7 @@ def test_quarantined_rows_never_reach_the_marts_and_clean_rows_do(gated) -> None
     assert unchanged == ["dim_owners"], "the second round's clean rows arrived (owners had no change to bring)"
 
 
-def test_schema_faults_stop_their_batch_and_the_published_marts_stay(gated) -> None:
+def test_schema_faults_stop_their_batch_and_the_published_marts_stay(gated, alert_receivers, monkeypatch) -> None:
     warehouse, target, _ = gated
     with psycopg.connect(warehouse.libpq()) as conn:
         before = {table: checksum(conn, table, key) for table, key in MARTS.items()}
@@ -172,6 +203,9 @@ def test_schema_faults_stop_their_batch_and_the_published_marts_stay(gated) -> N
         assert verdict.verdict == expected, f"{kind}: {verdict.message()}"
         assert rule in verdict.message(), f"{kind}: {verdict.message()}"
         assert verdict.quarantined_rows == verdict.batch_rows > 0
+        alert_receivers.webhooks.clear()
+        alert_receivers.emails.clear()
+        _alerted(verdict, rule, alert_receivers, monkeypatch)
 
     # The tables themselves changed, so the build breaks on them, naming the model and the column; the audit and the
     # publish never run, and analysts keep the last good marts until someone adapts staging or the source.
@@ -193,3 +227,27 @@ def test_the_data_docs_site_shows_the_validations_without_pii(gated, tmp_path: P
     site = "".join(page.read_text() for page in index.parent.rglob("*.html"))
     assert "not-an-email-" not in site, "failing values of PII columns are redacted in the stored results"
     assert "pii redacted" in site
+
+
+def test_a_person_lists_the_quarantine_and_releases_a_batch(gated) -> None:
+    """Last in the module: it lets the stopped Lead batch through."""
+    warehouse, _, rounds = gated
+    lead: BatchVerdict = rounds["faulty"]["salesforce.Lead"]
+    env = {**os.environ, "CRM_WAREHOUSE_URL": warehouse.libpq()}
+
+    def crm(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "crm_pipeline.cli", "quarantine", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert f"salesforce.Lead  sync {lead.sync_id}  salesforce.Lead:batch_stopped" in crm("list")
+    released = crm("release", "--stream", "salesforce.Lead", "--sync-id", str(lead.sync_id))
+    assert f"quarantine entries of salesforce.Lead sync {lead.sync_id}: the next run reads them" in released
+    assert f"salesforce.Lead  sync {lead.sync_id}" not in crm("list")

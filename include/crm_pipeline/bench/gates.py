@@ -3,7 +3,7 @@
 Each repetition uses a fresh database and does what one pipeline run does, timed per stage: every stream's first
 sync (load), every stream's raw gate exactly as the gate task runs it (``judge_batch``: GX checkpoint, quarantine,
 verdict), and a bare ``dbt build`` (transform). The share is gate time over the whole. Memory: the largest stream's
-gate runs in a child process whose peak RSS the kernel reports (``wait4``), at the bench scale and at XS (the
+gate runs in a child process that reports its own peak RSS (``VmHWM``), at the bench scale and at XS (the
 baseline): flat means the gate's memory does not follow the table's size, because every metric is SQL.
 """
 
@@ -55,12 +55,18 @@ def _sync_all(warehouse: WarehouseUrl, scale: str, seed: int) -> dict[str, int]:
 def _gate_peak_rss_mib(warehouse: WarehouseUrl, stream: str, sync_id: int) -> float:
     """Run one gate in a child process, as a gate task would; its peak resident memory in MiB."""
     env = {**os.environ, "CRM_BENCH_WAREHOUSE": warehouse.libpq()}
-    child = subprocess.Popen([sys.executable, "-m", "crm_pipeline.bench.gate_child", stream, str(sync_id)], env=env)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+    child = subprocess.run(
+        [sys.executable, "-m", "crm_pipeline.bench.gate_child", stream, str(sync_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     if child.returncode != 0:
-        raise RuntimeError(f"the gate of {stream} failed in the memory probe (exit {child.returncode})")
-    return usage.ru_maxrss / 1024  # Linux reports KiB
+        raise RuntimeError(f"the gate of {stream} failed in the memory probe: {child.stderr[-2000:]}")
+    (peak,) = [line for line in child.stdout.splitlines() if line.startswith("peak_kib=")]
+    return int(peak.removeprefix("peak_kib=")) / 1024
 
 
 def measure_gates(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) -> list[Measurement]:
