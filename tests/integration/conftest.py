@@ -23,10 +23,9 @@ from typing import Any
 import psycopg
 import pytest
 from aiosmtpd.controller import Controller
-from psycopg import sql
 
 from crm_pipeline.local_airflow.environment import airflow_environment
-from crm_pipeline.warehouse.locate import ensure_database, resolve_warehouse_url
+from crm_pipeline.warehouse.locate import drop_database, ensure_database, resolve_warehouse_url
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 VENV_BIN = Path(sys.executable).parent
@@ -39,9 +38,7 @@ def expected_warning(rule: str, severity: str) -> bool:
     return severity == "warn" and ":foreign_key:" in rule
 
 
-def _drop_database(server: WarehouseUrl, name: str) -> None:
-    with psycopg.connect(server.with_database("postgres").libpq(), autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+_drop_database = drop_database  # the name the test modules import
 
 
 @pytest.fixture(scope="session")

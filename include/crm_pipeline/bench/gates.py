@@ -18,7 +18,6 @@ import uuid
 from datetime import UTC, datetime
 
 import psycopg
-from psycopg import sql
 
 from crm_pipeline.bench.measure import Measurement
 from crm_pipeline.catalogue import default_catalogue
@@ -26,7 +25,7 @@ from crm_pipeline.local_airflow.runner import VENV_BIN, dbt_env
 from crm_pipeline.paths import DBT_PROJECT_DIR
 from crm_pipeline.quality.raw_gate import judge_batch
 from crm_pipeline.sources.simulator.sync import run_sync
-from crm_pipeline.warehouse.locate import ensure_database
+from crm_pipeline.warehouse.locate import drop_database, ensure_database
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 LARGEST = "hubspot.engagements"  # the biggest batch at every scale
@@ -36,11 +35,6 @@ def _fresh(server: WarehouseUrl) -> WarehouseUrl:
     name = f"crm_bench_{uuid.uuid4().hex[:8]}"
     ensure_database(server, name)
     return server.with_database(name)
-
-
-def _drop(server: WarehouseUrl, warehouse: WarehouseUrl) -> None:
-    with psycopg.connect(server.with_database("postgres").libpq(), autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(warehouse.database)))
 
 
 def _sync_all(warehouse: WarehouseUrl, scale: str, seed: int) -> dict[str, int]:
@@ -104,12 +98,12 @@ def measure_gates(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) 
             share.note = f"load {load:.1f} s, gates {gates:.1f} s, transform (bare dbt build) {transform:.1f} s"
             at_scale = _gate_peak_rss_mib(warehouse, LARGEST, sync_ids[LARGEST])
         finally:
-            _drop(server, warehouse)
+            drop_database(server, warehouse.database)
         small = _fresh(server)
         try:
             at_xs = _gate_peak_rss_mib(small, LARGEST, _sync_all(small, "XS", seed)[LARGEST])
         finally:
-            _drop(server, small)
+            drop_database(server, small.database)
         memory.samples.append((at_scale, at_xs))
     return [share, memory]
 

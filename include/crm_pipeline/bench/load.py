@@ -18,7 +18,7 @@ from crm_pipeline.bench.measure import Measurement
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
 from crm_pipeline.sources.raw_tables import table_ident
 from crm_pipeline.sources.simulator.sync import run_sync
-from crm_pipeline.warehouse.locate import ensure_database
+from crm_pipeline.warehouse.locate import drop_database, ensure_database
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 # The largest streams at every scale: they are where load time goes.
@@ -71,6 +71,5 @@ def measure_load(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) -
                 f" ({rows:,.0f} rows)"
             )
         finally:
-            with psycopg.connect(server.with_database("postgres").libpq(), autocommit=True) as conn:
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            drop_database(server, name)
     return result

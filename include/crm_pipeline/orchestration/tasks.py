@@ -56,20 +56,24 @@ def gate_raw(stream_key: str, batches: dict[str, Any], run_id: str | None = None
     return verdict.summary()
 
 
+def _sync_ids(batches: dict[str, Any]) -> dict[str, int]:
+    """Stream → sync id, from the ``batches`` task's summary."""
+    return {stream: int(batch["sync_id"]) for stream, batch in batches.items()}
+
+
 @task(pool="warehouse", trigger_rule="all_done")
 def admit(batches: dict[str, Any]) -> dict[str, str]:
     """Let the transform run once every batch of this run has a verdict, whichever it is: stopped batches are
     quarantined whole, so other streams' clean rows flow on. A gate that failed before judging (a lost connection,
     a crash) leaves its batch unjudged, and then nothing runs: unjudged rows must not reach the marts."""
-    from crm_pipeline.quality.raw_gate import unjudged, verdicts
+    from crm_pipeline.quality.raw_gate import verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
-    sync_ids = {stream: int(batch["sync_id"]) for stream, batch in batches.items()}
     with connect(task_warehouse_url()) as conn:
-        missing = unjudged(conn, sync_ids)
-        if missing:
-            raise AirflowFailException(f"no gate verdict for the batches of {', '.join(missing)}: not transforming")
-        return verdicts(conn, sync_ids)
+        judged = verdicts(conn, _sync_ids(batches))
+    if missing := sorted(set(batches) - set(judged)):
+        raise AirflowFailException(f"no gate verdict for the batches of {', '.join(missing)}: not transforming")
+    return judged
 
 
 @task(pool="warehouse", trigger_rule="all_done", on_failure_callback=[])
@@ -81,9 +85,8 @@ def stopped_batches(batches: dict[str, Any]) -> list[str]:
     from crm_pipeline.quality.raw_gate import verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
-    sync_ids = {stream: int(batch["sync_id"]) for stream, batch in batches.items()}
     with connect(task_warehouse_url()) as conn:
-        stopped = sorted(s for s, verdict in verdicts(conn, sync_ids).items() if verdict == "stopped")
+        stopped = sorted(s for s, verdict in verdicts(conn, _sync_ids(batches)).items() if verdict == "stopped")
     if stopped:
         raise AirflowFailException(f"batches stopped by their raw gates: {', '.join(stopped)} (see those gates)")
     return stopped

@@ -45,6 +45,12 @@ def ensure_database(server: WarehouseUrl, name: str) -> None:
         raise WarehouseConfigError(f"cannot create database {name!r} on {server.redacted()}: {exc}") from None
 
 
+def drop_database(server: WarehouseUrl, name: str) -> None:
+    """Drop database ``name`` on ``server``, disconnecting its sessions (scratch databases of tests and benches)."""
+    with psycopg.connect(server.with_database("postgres").libpq(), autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("drop database if exists {} with (force)").format(psycopg.sql.Identifier(name)))
+
+
 def task_warehouse_url(conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseUrl:
     """The warehouse as an Airflow task sees it: the ``conn_id`` connection."""
     from airflow.sdk import BaseHook
