@@ -56,3 +56,24 @@ def test_a_rule_that_cannot_run_fails_and_says_why(people: WarehouseUrl) -> None
     assert not outcome.success
     assert str(outcome.observed).startswith("could not run:")
     assert "ghost" in str(outcome.observed)
+
+
+def test_the_gate_sees_only_the_querys_rows_and_leaves_nothing_behind(people: WarehouseUrl) -> None:
+    """GX validates a temporary view over the query; once the gate returns, no session of it is left holding a view
+    on the table, so the loader can retype or drop it (what a schema change or a full-refresh swap does)."""
+    report = run_checkpoint(
+        people,
+        "people",
+        "select * from people where id is not null",
+        [
+            _rule("id_not_null", "ExpectColumnValuesToNotBeNull", column="id"),
+            _rule("two", "ExpectTableRowCountToEqual", value=2),
+        ],
+    )
+    assert report.passed, report.summary()
+    with psycopg.connect(people.libpq(), autocommit=True) as conn:
+        conn.execute("set lock_timeout = '5s'")
+        conn.execute("alter table people alter column id type bigint")
+        conn.execute("drop table people")
+        views = conn.execute("select count(*) from pg_class where relname = 'gate_batch'").fetchone()
+    assert views == (0,)

@@ -1,9 +1,15 @@
 """Run gate rules as a Great Expectations 1.x checkpoint and turn the result into a small report.
 
-GX runs the metrics as SQL in PostgreSQL (a SQL datasource over a query asset), so a gate never pulls a table
-into Python memory. We use GX's core API directly rather than the GX Airflow provider: its 1.0.0 release pins
-``structlog<25.5`` and Airflow 3.3 needs a newer one (docs/decisions.md). What a failed rule does is the caller's
-decision: the raw gate quarantines or stops (``raw_gate.py``), the mart audit blocks the publish.
+GX runs the metrics as SQL in PostgreSQL, so a gate never pulls a table into Python memory. The rows to validate
+are a query (one sync's batch, one mart); GX sees them as a table: a temporary view over the query, created on each
+of GX's connections. A GX *query* asset would work too, but to learn its columns GX runs the whole query and the
+driver buffers every row: the gate's memory would grow with the batch (P5m in BENCHMARKS.md). A view's columns come
+from the catalog. Temporary views die with their session, so a killed gate leaves nothing behind that could block
+the loader's next ``ALTER`` or ``DROP`` of the raw table.
+
+We use GX's core API directly rather than the GX Airflow provider: its 1.0.0 release pins ``structlog<25.5`` and
+Airflow 3.3 needs a newer one (docs/decisions.md). What a failed rule does is the caller's decision: the raw gate
+quarantines or stops (``raw_gate.py``), the mart audit blocks the publish.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from crm_pipeline.quality.rules import Rule
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 SAMPLE_SIZE = 5
+BATCH_VIEW = "gate_batch"  # session-local (temporary), so one fixed name serves every gate
 REDACTED = "<pii redacted>"  # samples of PII columns never reach XCom, logs or the results table
 
 
@@ -89,27 +96,19 @@ def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rul
     """Validate the rows ``query`` selects against ``rules`` with an ephemeral GX context."""
     quiet_gx()
     import great_expectations as gx
-    import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # task logs, not terminals
     source = context.data_sources.add_postgres(name="warehouse", connection_string=url.sqlalchemy("psycopg2"))
-    asset = source.add_query_asset(name=gate, query=query)
-    batch = asset.add_batch_definition_whole_table("batch")
-    suite = context.suites.add(gx.ExpectationSuite(name=gate))
-    for rule in rules:
-        expectation_class = getattr(gxe, rule.expectation)
-        suite.add_expectation(expectation_class(**rule.kwargs, meta={"rule": rule.name}))
-    validation = context.validation_definitions.add(gx.ValidationDefinition(name=gate, data=batch, suite=suite))
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=gate,
-            validation_definitions=[validation],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
-        )
-    )
-    result = checkpoint.run()
+    engines = (source.get_engine(), source.get_execution_engine().engine)  # GX tests on one, validates on the other
+    for engine in engines:
+        _with_batch_view(engine, query)
+    try:
+        result = _checkpoint(context, source, gate, rules).run()
+    finally:
+        for engine in engines:
+            engine.dispose()  # closes the sessions, and their temporary views with them, before the loader's next sync
     by_name = {rule.name: rule for rule in rules}
     outcomes = []
     validation_json: dict[str, Any] | None = None
@@ -136,6 +135,45 @@ def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rul
                 )
             )
     return GateReport(gate=gate, target=query, outcomes=tuple(outcomes), validation=validation_json)
+
+
+def _checkpoint(context: Any, source: Any, gate: str, rules: Sequence[Rule]) -> Any:
+    """A checkpoint of one suite (the rules) over the batch view."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    asset = source.add_table_asset(name=gate, table_name=BATCH_VIEW)
+    batch = asset.add_batch_definition_whole_table("batch")
+    suite = context.suites.add(gx.ExpectationSuite(name=gate))
+    for rule in rules:
+        expectation_class = getattr(gxe, rule.expectation)
+        suite.add_expectation(expectation_class(**rule.kwargs, meta={"rule": rule.name}))
+    validation = context.validation_definitions.add(gx.ValidationDefinition(name=gate, data=batch, suite=suite))
+    return context.checkpoints.add(
+        gx.Checkpoint(
+            name=gate,
+            validation_definitions=[validation],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
+        )
+    )
+
+
+def _with_batch_view(engine: Any, query: str) -> None:
+    """Give every connection of one of GX's engines the temporary view ``BATCH_VIEW`` over ``query``.
+
+    Pooled connections that exist already are discarded first, so none lacks the view. If GX ever built a second
+    engine, its rules would fail loudly on a missing relation (and fail the gate), never validate other rows."""
+    import sqlalchemy
+
+    statement = f"create temporary view {BATCH_VIEW} as {query}"
+
+    def create_view(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(statement)
+        dbapi_connection.commit()
+
+    engine.dispose()
+    sqlalchemy.event.listen(engine, "connect", create_view)
 
 
 def _redacted(validation: dict[str, Any], rules: dict[str, Rule]) -> dict[str, Any]:
