@@ -1,14 +1,41 @@
-{#- A raw table without the rows its raw gate quarantined (crm_audit.quarantine, by _airbyte_raw_id): staging
-    reads every source through this, so a rejected row never reaches a mart while the raw table keeps it as the
-    connector wrote it. The quarantine table is looked up rather than declared as a source so that unit tests need
-    no mock for it; a warehouse where no gate has run yet has no table and nothing to leave out. -#}
+{#- A raw table as its raw gates let it through: staging reads every source through this.
+
+    * Only judged batches: once gates run in this warehouse (crm_audit.batch_verdicts exists), a row is read only
+      when the batch that wrote it (its _airbyte_meta sync_id) has a verdict. Extract DAGs and the transform run
+      independently, so a sync may have loaded rows that no gate has judged yet, or whose gate crashed: those
+      stay out until a verdict lets them in. Batches judged after the transform run started (its cutoff, in
+      crm_audit.transform_cutoff) stay out too, so every model of one run, and the mart audit's reconciliation,
+      see the same batches while extract DAGs go on loading.
+    * Without the rows the gate quarantined (crm_audit.quarantine, by _airbyte_raw_id; a stopped batch is
+      quarantined whole), while the raw table keeps them as the connector wrote them. `crm quarantine release`
+      deletes a batch's quarantine rows, and the next run reads them.
+
+    Both tables are looked up rather than declared as sources so that unit tests need no mock for them (their
+    fixture rows belong to no batch, so a unit test reads them unfiltered); a warehouse where no gate has run yet
+    (a bare dbt run in development) has neither and nothing is left out. -#}
 {% macro gated_source(source_name, table_name) -%}
+    {%- set verdicts = adapter.get_relation(database=target.database, schema='crm_audit', identifier='batch_verdicts')
+        if execute and model.resource_type != 'unit_test' else none -%}
+    {%- set cutoff = adapter.get_relation(database=target.database, schema='crm_audit', identifier='transform_cutoff')
+        if verdicts is not none else none -%}
+    {%- set in_time = "coalesce((select cutoff.judged_before from " ~ cutoff ~ " as cutoff), 'infinity')"
+        if cutoff is not none else 'judged.judged_at' -%}
     {%- set quarantine = adapter.get_relation(database=target.database, schema='crm_audit', identifier='quarantine')
         if execute else none -%}
     select raw_rows.*
     from {{ source(source_name, table_name) }} as raw_rows
+    where true
+    {%- if verdicts is not none %}
+        and exists (
+            select from {{ verdicts }} as judged
+            where
+                judged.stream = '{{ source_name }}.{{ table_name }}'
+                and judged.sync_id = (raw_rows._airbyte_meta ->> 'sync_id')::bigint
+                and judged.judged_at <= {{ in_time }}
+        )
+    {%- endif %}
     {%- if quarantine is not none %}
-        where not exists (
+        and not exists (
             select from {{ quarantine }} as quarantined
             where quarantined.raw_id = raw_rows._airbyte_raw_id
         )

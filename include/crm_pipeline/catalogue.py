@@ -113,6 +113,11 @@ class StreamSpec(BaseModel):
     def asset_uri(self) -> str:
         return f"airbyte://{self.source}/{self.stream}"
 
+    @property
+    def cadence(self) -> str:
+        """The name of the stream's frequency, which names its extract DAG: ``hourly``, ``every_6h``, ``daily``."""
+        return frequency_label(self.frequency)
+
 
 def parse_frequency(value: str) -> str | timedelta:
     """A five-field cron expression (kept as text for Airflow) or an interval like ``30m``, ``6h``, ``1d``."""
@@ -127,6 +132,20 @@ def parse_frequency(value: str) -> str | timedelta:
     if len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields):
         return text
     raise ValueError(f"must be a 5-field cron expression or an interval like '6h', got {value!r}")
+
+
+def frequency_label(value: str) -> str:
+    """A frequency as a name fit for a DAG id: ``1h`` → ``hourly``, ``6h`` → ``every_6h``, ``1d`` → ``daily``,
+    ``30m`` → ``every_30m``, a cron expression ``0 6 * * 1-5`` → ``cron_0_6_x_x_1_5``."""
+    frequency = parse_frequency(value)
+    if isinstance(frequency, str):
+        fields = (re.sub(r"[^0-9A-Za-z]+", "_", f.replace("*", "x")).strip("_") for f in frequency.split())
+        return "cron_" + "_".join(fields)
+    names = {timedelta(hours=1): "hourly", timedelta(days=1): "daily", timedelta(weeks=1): "weekly"}
+    if frequency in names:
+        return names[frequency]
+    amount, unit = value.strip()[:-1], value.strip()[-1]
+    return f"every_{int(amount)}{unit}"
 
 
 def _cross_field_problems(spec: StreamSpec) -> Iterator[str]:
@@ -181,6 +200,13 @@ class Catalogue(BaseModel):
     def by_source(self, source: str) -> tuple[StreamSpec, ...]:
         return tuple(s for s in self.enabled() if s.source == source)
 
+    def by_cadence(self) -> dict[str, tuple[StreamSpec, ...]]:
+        """Enabled streams grouped by frequency (one extract DAG each), in catalogue order."""
+        groups: dict[str, list[StreamSpec]] = {}
+        for spec in self.enabled():
+            groups.setdefault(spec.cadence, []).append(spec)
+        return {cadence: tuple(specs) for cadence, specs in groups.items()}
+
 
 def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
     """Read and validate the whole catalogue; raise one :class:`CatalogueError` on the first bad entry."""
@@ -215,6 +241,16 @@ def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
         seen.add(spec.key)
         specs.append(spec)
     by_key = {spec.key: spec for spec in specs}
+    cadence_of_connection: dict[str, StreamSpec] = {}
+    for spec in specs:
+        # One Airbyte job syncs every stream of its connection, so a connection has one cadence.
+        first = cadence_of_connection.setdefault(spec.airbyte_connection.variable, spec)
+        if parse_frequency(first.frequency) != parse_frequency(spec.frequency):
+            raise CatalogueError(
+                f"{name}: stream {spec.key!r}: 'frequency' {spec.frequency!r} differs from {first.frequency!r} of"
+                f" {first.key!r}, which shares its airbyte_connection {spec.airbyte_connection.variable!r}: one"
+                " Airbyte job syncs all of a connection's streams, so give each cadence its own connection"
+            )
     for spec in specs:
         for check in spec.checks:
             if check.references is None:

@@ -24,8 +24,10 @@ def _checks(spec: StreamSpec) -> str:
 
 
 def _frequency(spec: StreamSpec) -> str:
+    """The cadence and the extract DAG that keeps it."""
     parsed = parse_frequency(spec.frequency)
-    return f"`{spec.frequency}`" if isinstance(parsed, str) else f"every {spec.frequency}"
+    every = f"`{spec.frequency}`" if isinstance(parsed, str) else f"every {spec.frequency}"
+    return f"{every} (`crm_extract_{spec.cadence}`)"
 
 
 def render(catalogue: Catalogue) -> str:

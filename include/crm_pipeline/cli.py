@@ -149,22 +149,28 @@ def cmd_status(_: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from crm_pipeline.demo import print_summary, reset_demo_data, run_dag_test
     from crm_pipeline.local_airflow.runner import run_dbt
+    from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, pipeline_dag_ids
 
     stack = init_stack()
     if args.reset:
         done = _step("resetting the demo's raw, staging and mart schemas for a clean first sync")
         reset_demo_data(stack.warehouse)
         done()
-    done = _step("running the crm_elt DAG with `airflow dags test` (sync -> raw gates -> dbt -> mart audit)")
-    rc, log_path = run_dag_test(stack, "crm_elt")
-    done()
-    if rc != 0:
-        print(f"the DAG run failed (exit {rc}); full log: {log_path}", file=sys.stderr)
-    else:
+    rc, logs = 0, []
+    for dag_id in pipeline_dag_ids():
+        what = "dbt -> mart audit -> publish" if dag_id == TRANSFORM_DAG_ID else "sync -> raw gates -> admit"
+        done = _step(f"running {dag_id} with `airflow dags test` ({what})")
+        dag_rc, log_path = run_dag_test(stack, dag_id)
+        done()
+        logs.append(log_path)
+        if dag_rc != 0:
+            print(f"{dag_id} failed (exit {dag_rc}); full log: {log_path}", file=sys.stderr)
+            rc = rc or dag_rc
+    if rc == 0:
         done = _step("generating the dbt docs site (dbt docs generate)")
         run_dbt(stack, "docs", "generate", "--quiet", check=False)
         done()
-    print_summary(stack.warehouse, log_path=log_path)
+    print_summary(stack.warehouse, logs=logs)
     return rc
 
 

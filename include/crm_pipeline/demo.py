@@ -1,4 +1,5 @@
-"""``make demo``: run the pipeline with ``airflow dags test`` and print what it produced.
+"""``make demo``: run the pipeline's DAGs with ``airflow dags test`` (each extract DAG, then the transform) and print
+what they produced.
 
 Airflow's own output goes to a log file; the terminal gets one line per finished task so progress is visible
 without hundreds of log lines. The summary reads the warehouse: rows per raw table and mart, the gate results
@@ -73,7 +74,7 @@ def _count(conn: psycopg.Connection, schema: str, table: str) -> int | None:
     return int(row[0]) if row else 0
 
 
-def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None:
+def print_summary(warehouse: WarehouseUrl, logs: list[Path] | None = None) -> None:
     print("\n================ CRM pipeline summary ================")
     print(f"warehouse: {warehouse.redacted()}")
     with psycopg.connect(warehouse.libpq()) as conn:
@@ -90,7 +91,7 @@ def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None
         if not marts:
             print("  (none built yet)")
         _print_model_checks(conn)
-        print("\ngate results of the last run:")
+        print("\ngate results, each gate's latest check:")
         if _count(conn, "crm_audit", "gate_results") is None:
             print("  (no gate has run yet)")
         else:
@@ -104,27 +105,30 @@ def print_summary(warehouse: WarehouseUrl, log_path: Path | None = None) -> None
         f"\ndbt docs: {docs if docs.exists() else 'run `make docs` to generate them'}"
         " (also in the Airflow UI under Browse > dbt docs after `make up`)"
     )
-    if log_path is not None:
-        print(f"full Airflow log of this run: {log_path}")
+    for log_path in logs or ():
+        print(f"full Airflow log: {log_path}")
     print("=======================================================")
 
 
 def _print_gate_results(conn: psycopg.Connection) -> None:
-    """One line per gate of the last run: the batch's verdict (raw gates) or PASS/FAIL, failed errors and warnings."""
-    last_run = "(select run_id from crm_audit.gate_results order by checked_at desc limit 1)"
+    """One line per gate, its latest check: the batch's verdict (raw gates) or PASS/FAIL, failed errors and
+    warnings. Latest per gate, not per run: the raw gates run in the extract DAGs, the mart audit in the transform."""
     rows = conn.execute(
-        "select gate, stream, sync_id, count(*) filter (where success), count(*),"  # noqa: S608  (constant SQL)
-        " string_agg(rule, ', ') filter (where not success and severity = 'error'),"
-        " string_agg(rule, ', ') filter (where not success and severity = 'warn')"
-        f" from crm_audit.gate_results where run_id = {last_run} group by 1, 2, 3 order by 1"
+        "with latest as (select distinct on (gate) gate, run_id, sync_id from crm_audit.gate_results"
+        "                order by gate, checked_at desc)"
+        " select r.gate, r.stream, r.sync_id, count(*) filter (where r.success), count(*),"
+        " string_agg(r.rule, ', ') filter (where not r.success and r.severity = 'error'),"
+        " string_agg(r.rule, ', ') filter (where not r.success and r.severity = 'warn')"
+        " from crm_audit.gate_results as r join latest as l on l.gate = r.gate"
+        " and l.run_id is not distinct from r.run_id and l.sync_id is not distinct from r.sync_id"
+        " group by 1, 2, 3 order by 1"
     ).fetchall()
     verdicts: dict[tuple[str, int], tuple[str, int]] = {}
     if _count(conn, "crm_audit", "batch_verdicts") is not None:
         verdicts = {
             (stream, sync_id): (verdict, quarantined)
             for stream, sync_id, verdict, quarantined in conn.execute(
-                "select stream, sync_id, verdict, quarantined_rows from crm_audit.batch_verdicts"  # noqa: S608
-                f" where run_id = {last_run}"
+                "select stream, sync_id, verdict, quarantined_rows from crm_audit.batch_verdicts"
             ).fetchall()
         }
     for gate, stream, sync_id, passed, total, errors, warnings in rows:

@@ -59,6 +59,10 @@ print(
                 dag_id: {
                     "doc_md": bool(dag.doc_md),
                     "tags": sorted(dag.tags),
+                    "schedule": str(dag.schedule),
+                    "asset_schedule": sorted(a.uri for a in getattr(dag.schedule, "objects", ())),
+                    "catchup": dag.catchup,
+                    "max_active_runs": dag.max_active_runs,
                     "tasks": [
                         {
                             "task_id": t.task_id,
@@ -69,6 +73,8 @@ print(
                             "mapped": t.is_mapped,
                             "pool": t.pool,
                             "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                            "priority_weight": t.priority_weight,
+                            "outlets": sorted(getattr(o, "uri", None) or getattr(o, "name", "") for o in t.outlets),
                         }
                         for t in dag.tasks
                     ],

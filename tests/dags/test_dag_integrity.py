@@ -47,7 +47,7 @@ def probe() -> dict[str, Any]:
 
 def test_no_import_errors(probe: dict[str, Any]) -> None:
     assert probe["import_errors"] == {}
-    assert "crm_elt" in probe["dags"]
+    assert set(probe["dags"]) == {"crm_extract_hourly", "crm_extract_every_6h", "crm_extract_daily", "crm_transform"}
 
 
 def test_parsing_opens_no_socket_and_runs_no_subprocess(probe: dict[str, Any]) -> None:
@@ -73,28 +73,56 @@ def test_every_task_has_owner_retries_and_timeout(probe: dict[str, Any]) -> None
             assert task["execution_timeout"], f"{where} has no execution_timeout"
 
 
-def test_the_graph_gates_before_transform(probe: dict[str, Any]) -> None:
-    tasks = {t["task_id"]: t for t in probe["dags"]["crm_elt"]["tasks"]}
-    syncs = {"extract.airbyte_sync": "airbyte", "extract.simulate_sync": "warehouse"}
+def test_each_stream_is_extracted_on_its_cadence(probe: dict[str, Any]) -> None:
+    """One extract DAG per frequency of the catalogue, holding exactly the streams of that frequency, scheduled
+    on it, one run at a time and without catchup (docs/decisions.md #15)."""
+    expected = {"hourly": "1:00:00", "every_6h": "6:00:00", "daily": "1 day, 0:00:00"}
+    gated: list[str] = []
+    for cadence, specs in default_catalogue().by_cadence().items():
+        dag = probe["dags"][f"crm_extract_{cadence}"]
+        assert expected[cadence] in dag["schedule"], dag["schedule"]
+        assert (dag["catchup"], dag["max_active_runs"]) == (False, 1)
+        gates = {t["task_id"] for t in dag["tasks"] if t["task_id"].startswith("gate__")}
+        assert gates == {f"gate__{s.source}__{s.stream}" for s in specs}
+        gated += gates
+    assert len(gated) == len(default_catalogue().enabled()), "every enabled stream is gated in exactly one DAG"
+
+
+def test_hourly_streams_go_first_under_contention(probe: dict[str, Any]) -> None:
+    weight = {
+        dag_id: {t["priority_weight"] for t in dag["tasks"]}
+        for dag_id, dag in probe["dags"].items()
+        if dag_id.startswith("crm_extract_")
+    }
+    assert min(weight["crm_extract_hourly"]) > max(weight["crm_extract_every_6h"]) > max(weight["crm_extract_daily"])
+
+
+def test_an_extract_dag_gates_then_admits(probe: dict[str, Any]) -> None:
+    tasks = {t["task_id"]: t for t in probe["dags"]["crm_extract_hourly"]["tasks"]}
+    syncs = {"airbyte_sync": "airbyte", "simulate_sync": "warehouse"}
     for task_id, pool in syncs.items():
         assert tasks[task_id]["mapped"], f"{task_id} fans out at run time"
         assert tasks[task_id]["pool"] == pool
-    assert set(tasks["extract.batches"]["upstream"]) == set(syncs)
-    gates = {f"extract.gate__{s.source}__{s.stream}" for s in default_catalogue().enabled()}
-    assert gates <= set(tasks), "one gate per enabled stream"
-    assert all(tasks[g]["upstream"] == ["extract.batches"] for g in gates)
-    admit = tasks["extract.admit"]
-    assert set(admit["upstream"]) == {*gates, "extract.batches"}, "admit waits for every gate and reads the batches"
+    assert set(tasks["batches"]["upstream"]) == set(syncs)
+    gates = {t for t in tasks if t.startswith("gate__")}
+    assert all(tasks[g]["upstream"] == ["batches"] for g in gates)
+    assert all(tasks[g]["outlets"] == [] for g in gates), "a gate emits nothing itself: admit does, after all gates"
+    admit = tasks["admit"]
+    assert set(admit["upstream"]) == {*gates, "batches"}, "admit waits for every gate and reads the batches"
     assert admit["trigger_rule"] == "all_done", "a stopped batch must not hold the other streams back"
-    stopped = tasks["extract.stopped_batches"]
-    assert set(stopped["upstream"]) == {*gates, "extract.batches"} and stopped["trigger_rule"] == "all_done"
-    assert not [t for t, task in tasks.items() if "extract.stopped_batches" in task["upstream"]], "a leaf"
-    transform_roots = {
-        t for t, task in tasks.items() if t.startswith("transform.") and "extract.admit" in task["upstream"]
-    }
-    assert transform_roots, "the transform waits for admit"
-    assert all(tasks[t]["upstream"] == ["extract.admit"] for t in transform_roots)
-    assert {t.split(".")[1] for t in transform_roots} == {"staging"}, "staging runs first"
+    assert admit["outlets"] == ["crm_raw_batches"], "the stream assets go out through one alias"
+    held = tasks["held_back"]
+    assert set(held["upstream"]) == {*gates, "batches"} and held["trigger_rule"] == "all_done"
+    assert not [t for t, task in tasks.items() if "held_back" in task["upstream"]], "a leaf: it colours the run"
+
+
+def test_the_transform_runs_on_the_stream_assets(probe: dict[str, Any]) -> None:
+    dag = probe["dags"]["crm_transform"]
+    assert dag["asset_schedule"] == sorted(s.asset_uri for s in default_catalogue().enabled())
+    assert dag["max_active_runs"] == 1, "two dbt builds must not write marts_build together"
+    tasks = {t["task_id"]: t for t in dag["tasks"]}
+    roots = {t for t, task in tasks.items() if t.startswith("transform.") and "arrived" in task["upstream"]}
+    assert {t.split(".")[1] for t in roots} == {"staging"}, "staging runs first"
     layers = ["staging", "snapshots", "intermediate", "marts"]
     for earlier, later in itertools.pairwise(layers):
         firsts = [
@@ -105,7 +133,8 @@ def test_the_graph_gates_before_transform(probe: dict[str, Any]) -> None:
         ]
         assert firsts, f"{later} waits for {earlier}"
     assert {"transform.marts.dim_contacts_model_build", "transform.marts.fct_activities_model_build"} <= set(tasks)
-    assert "audit_marts" in tasks
+    assert tasks["publish_marts"]["upstream"] == ["audit_marts"]
+    assert tasks["publish_marts"]["outlets"] == ["crm://warehouse/marts"]
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from crm_pipeline.local_airflow.environment import airflow_environment
+from crm_pipeline.orchestration.extract import pipeline_dag_ids
 from crm_pipeline.warehouse.locate import drop_database, ensure_database, resolve_warehouse_url
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -69,6 +70,11 @@ class AirflowRun:
     run_id: str
 
 
+def failed_runs(runs: dict[str, AirflowRun]) -> dict[str, str]:
+    """``{dag id: the end of its log}`` for the runs of a pipeline pass that failed."""
+    return {dag_id: run.log[-3000:] for dag_id, run in runs.items() if run.returncode != 0}
+
+
 @dataclass
 class LocalAirflow:
     """Runs Airflow CLI commands for one warehouse database with the session's metadata DB."""
@@ -97,6 +103,13 @@ class LocalAirflow:
                 "select run_id from dag_run where dag_id = %s order by id desc limit 1", (dag_id,)
             ).fetchone()
         return AirflowRun(proc.returncode, proc.stdout + proc.stderr, row[0] if row else "")
+
+    def pipeline(
+        self, warehouse: WarehouseUrl, extra_env: dict[str, str] | None = None, **variables: str
+    ) -> dict[str, AirflowRun]:
+        """Every extract DAG, then the transform, each with ``airflow dags test`` (which runs one DAG and never
+        schedules another): one pass of the pipeline. Keyed by DAG id, in run order."""
+        return {dag_id: self.dags_test(dag_id, warehouse, extra_env, **variables) for dag_id in pipeline_dag_ids()}
 
     def asset_events(self, dag_id: str, run_id: str) -> dict[str, str]:
         """``{asset uri: task that emitted it}`` for one run."""

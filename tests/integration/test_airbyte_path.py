@@ -19,24 +19,26 @@ import psycopg
 import pytest
 from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from conftest import failed_runs
 
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOperator
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
+from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, extract_dag_id
 from crm_pipeline.sources.airbyte_double import AirbyteDouble
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
 
 CONNECTION_ID = "9f6a1c1e-5b1f-4c7e-9d51-hubspot00001"
-TASK = "extract.airbyte_sync[airbyte_connection_hubspot]"
+VARIABLE = "airbyte_connection_hubspot_hourly"  # HubSpot's hourly streams (deals, engagements)
+EXTRACT_DAG = extract_dag_id("hourly")
+TASK = f"airbyte_sync[{VARIABLE}]"
 
 
 @pytest.fixture
 def airbyte(warehouse: WarehouseUrl) -> Iterator[AirbyteDouble]:
-    hubspot = [
-        s for s in default_catalogue().enabled() if s.airbyte_connection.variable == "airbyte_connection_hubspot"
-    ]
+    hubspot = [s for s in default_catalogue().enabled() if s.airbyte_connection.variable == VARIABLE]
     # A client id of its own: airbyte-api caches bearer tokens per client for the whole process.
     client_id = f"crm-pipeline-{uuid.uuid4().hex[:8]}"
     connections = {CONNECTION_ID: hubspot}
@@ -47,13 +49,7 @@ def airbyte(warehouse: WarehouseUrl) -> Iterator[AirbyteDouble]:
 
 
 def _variables() -> dict[str, str]:
-    return {
-        "crm_simulator_seed": "3",
-        "crm_simulator_scale": "XS",
-        "crm_simulator_faults": "",
-        "airbyte_connection_hubspot": CONNECTION_ID,
-        "airbyte_connection_salesforce": "",
-    }
+    return {"crm_simulator_seed": "3", "crm_simulator_scale": "XS", "crm_simulator_faults": "", VARIABLE: CONNECTION_ID}
 
 
 def _airbyte_conn(double: AirbyteDouble) -> str:
@@ -68,7 +64,7 @@ def _run_operator(airbyte: AirbyteDouble, **operator_args: Any) -> Any:
     60 s; everything else is the provider's code talking HTTP to the double."""
     operator = CrmAirbyteSyncOperator(
         task_id="airbyte_sync",
-        connection_variable="airbyte_connection_hubspot",
+        connection_variable=VARIABLE,
         connection_id=CONNECTION_ID,
         airbyte_conn_id=AIRBYTE_CONN_ID,
         deferrable=True,
@@ -102,20 +98,20 @@ def task_env(local_airflow, warehouse, airbyte, monkeypatch) -> None:
 
 def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, warehouse, airbyte) -> None:
     env_extra = {"AIRFLOW_CONN_AIRBYTE_DEFAULT": _airbyte_conn(airbyte)}
-    run = local_airflow.dags_test("crm_elt", warehouse, extra_env=env_extra, **_variables())
-    assert run.returncode == 0, run.log[-5000:]
+    runs = local_airflow.pipeline(warehouse, extra_env=env_extra, **_variables())
+    assert not failed_runs(runs)
 
-    states = local_airflow.task_states("crm_elt", run.run_id)
+    states = local_airflow.task_states(EXTRACT_DAG, runs[EXTRACT_DAG].run_id)
     assert states[TASK] == "success"
-    assert "extract.simulate_sync[hubspot.contacts]" not in states, "Airbyte replaced the simulator for HubSpot"
-    assert states["extract.simulate_sync[salesforce.Account]"] == "success", "Salesforce has no connection: simulator"
-    assert states["extract.gate__hubspot__contacts"] == "success"
-    assert states["audit_marts"] == "success"
+    assert "simulate_sync[hubspot.deals]" not in states, "Airbyte replaced the simulator for HubSpot's hourly streams"
+    assert states["simulate_sync[salesforce.Opportunity]"] == "success", "no Salesforce connection: simulator"
+    assert states["gate__hubspot__deals"] == "success"
+    assert local_airflow.task_states(TRANSFORM_DAG_ID, runs[TRANSFORM_DAG_ID].run_id)["audit_marts"] == "success"
 
     (job_id,) = airbyte.jobs
     assert airbyte.jobs[job_id].status == "succeeded"
     with psycopg.connect(warehouse.libpq()) as conn:
-        sync_ids = conn.execute("select distinct (_airbyte_meta->>'sync_id')::bigint from raw_hubspot.contacts")
+        sync_ids = conn.execute("select distinct (_airbyte_meta->>'sync_id')::bigint from raw_hubspot.deals")
         assert [row[0] for row in sync_ids] == [job_id]
         audit = conn.execute(
             "select status, rows_synced, connection_id, streams from crm_audit.airbyte_jobs"
@@ -125,7 +121,7 @@ def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, 
                 "succeeded",
                 airbyte.jobs[job_id].rows,
                 CONNECTION_ID,
-                [s.key for s in default_catalogue().by_source("hubspot")],
+                [s.key for s in default_catalogue().by_cadence()["hourly"] if s.source == "hubspot"],
             )
         ]
         assert conn.execute("select count(*) from marts.dim_contacts").fetchone()[0] > 0  # type: ignore[index]
@@ -134,10 +130,10 @@ def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, 
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        ("fail", "Airbyte sync of airbyte_connection_hubspot (job 1000) failed: Job failed"),
-        ("unauthorized", "Airbyte sync of airbyte_connection_hubspot failed: Unexpected status code 401"),
-        ("unknown_status", "Airbyte sync of airbyte_connection_hubspot (job 1000) ended error: Response validation"),
-        ("hang", "Airbyte sync of airbyte_connection_hubspot (job 1000) ended error: timed out"),
+        ("fail", f"Airbyte sync of {VARIABLE} (job 1000) failed: Job failed"),
+        ("unauthorized", f"Airbyte sync of {VARIABLE} failed: Unexpected status code 401"),
+        ("unknown_status", f"Airbyte sync of {VARIABLE} (job 1000) ended error: Response validation"),
+        ("hang", f"Airbyte sync of {VARIABLE} (job 1000) ended error: timed out"),
     ],
 )
 def test_failed_unauthorised_unknown_and_hung_jobs_fail_the_task_clearly(
@@ -168,7 +164,7 @@ def test_killing_the_running_task_cancels_the_job(airbyte, task_env) -> None:
     airbyte.mode = "pending"
     operator = CrmAirbyteSyncOperator(
         task_id="airbyte__test",
-        connection_variable="airbyte_connection_hubspot",
+        connection_variable=VARIABLE,
         connection_id=CONNECTION_ID,
         airbyte_conn_id=AIRBYTE_CONN_ID,
     )

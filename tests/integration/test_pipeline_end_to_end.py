@@ -1,4 +1,5 @@
-"""The whole slice on real components: simulator → raw → GX gates → dbt via Cosmos → mart audit.
+"""The whole pipeline on real components: the extract DAGs (simulator → raw → GX gates → admit), then the transform
+DAG (dbt via Cosmos → mart audit → publish).
 
 The expected customer-360 mart is computed here from both simulated CRMs' records with plain Python (normalise,
 match on email, join, sum), not from SQL, so a wrong staging, resolution or mart transformation fails the comparison
@@ -16,9 +17,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import AirflowRun, _drop_database, expected_warning
+from conftest import AirflowRun, _drop_database, expected_warning, failed_runs
 
 from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, extract_dag_id
 from crm_pipeline.quality.marts import MART_GATES
 from crm_pipeline.sources.simulator import hubspot, salesforce
 from crm_pipeline.sources.simulator.world import EPOCH, World
@@ -28,6 +30,7 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 pytestmark = pytest.mark.integration
 
 SEED, SCALE = 11, "S"
+CONTACTS_DAG = extract_dag_id(default_catalogue().get("hubspot.contacts").cadence)
 VARIABLES = {"crm_simulator_seed": str(SEED), "crm_simulator_scale": SCALE, "crm_simulator_faults": ""}
 
 
@@ -88,34 +91,34 @@ def gate_results(warehouse: WarehouseUrl) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture(scope="module")
-def first_run(local_airflow, server: WarehouseUrl) -> Iterator[tuple[WarehouseUrl, AirflowRun]]:
-    """One warehouse for the module, after the first (historical) run. The tests after the first build on the
-    state the one before left (a good published version), in file order; each runs its own next DAG run."""
+def first_run(local_airflow, server: WarehouseUrl) -> Iterator[tuple[WarehouseUrl, dict[str, AirflowRun]]]:
+    """One warehouse for the module, after the first (historical) pass of the pipeline. The tests after the first
+    build on the state the one before left (a good published version), in file order; each runs its own pass."""
     name = f"crm_e2e_{uuid.uuid4().hex[:8]}"
     ensure_database(server, name)
     warehouse = server.with_database(name)
     try:
-        yield warehouse, local_airflow.dags_test("crm_elt", warehouse, **VARIABLES)
+        yield warehouse, local_airflow.pipeline(warehouse, **VARIABLES)
     finally:
         _drop_database(server, name)
 
 
 def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, first_run) -> None:
-    warehouse, run = first_run
-    assert run.returncode == 0, run.log[-5000:]
+    warehouse, runs = first_run
+    assert not failed_runs(runs)
 
-    states = local_airflow.task_states("crm_elt", run.run_id)
-    assert states.pop("extract.airbyte_sync") == "skipped", "no connection id configured: no Airbyte job"
-    simulated = {t for t in states if t.startswith("extract.simulate_sync[")}
-    assert simulated == {f"extract.simulate_sync[{s.key}]" for s in default_catalogue().enabled()}
-    assert set(states.values()) == {"success"}, states
-
-    crm_assets = {
-        uri: task
-        for uri, task in local_airflow.asset_events("crm_elt", run.run_id).items()
-        if uri.startswith("airbyte://")
-    }
-    assert crm_assets == {s.asset_uri: f"extract.gate__{s.source}__{s.stream}" for s in default_catalogue().enabled()}
+    admitted: dict[str, str] = {}
+    for cadence, specs in default_catalogue().by_cadence().items():
+        dag_id = extract_dag_id(cadence)
+        states = local_airflow.task_states(dag_id, runs[dag_id].run_id)
+        assert states.pop("airbyte_sync") == "skipped", "no connection id configured: no Airbyte job"
+        simulated = {t for t in states if t.startswith("simulate_sync[")}
+        assert simulated == {f"simulate_sync[{s.key}]" for s in specs}, "each stream syncs in its cadence's DAG"
+        assert set(states.values()) == {"success"}, states
+        admitted |= local_airflow.asset_events(dag_id, runs[dag_id].run_id)
+    assert admitted == {s.asset_uri: "admit" for s in default_catalogue().enabled()}, "admit emits every asset"
+    transform = local_airflow.task_states(TRANSFORM_DAG_ID, runs[TRANSFORM_DAG_ID].run_id)
+    assert set(transform.values()) == {"success"}, transform
 
     expected, actual = expected_dim_contacts(), mart_rows(warehouse)
     assert len(actual) == len(expected) > 9000
@@ -137,27 +140,26 @@ def test_a_stopped_batch_fails_its_gate_while_the_other_streams_reach_the_marts(
     local_airflow, first_run, alert_receivers
 ) -> None:
     warehouse, first = first_run
-    assert first.returncode == 0, first.log[-5000:]
+    assert not failed_runs(first)
     before = mart_checksum(warehouse)
     hubspot_before = hubspot_contact_ids(warehouse)
 
     fault = '[{"stream": "hubspot.contacts", "kind": "empty_batch", "sync": 2}]'
-    second = local_airflow.dags_test(
-        "crm_elt", warehouse, alert_receivers.env(), **{**VARIABLES, "crm_simulator_faults": fault}
-    )
-    assert second.returncode != 0, "a stopped batch fails the run, so people see it"
+    runs = local_airflow.pipeline(warehouse, alert_receivers.env(), **{**VARIABLES, "crm_simulator_faults": fault})
+    assert set(failed_runs(runs)) == {CONTACTS_DAG}, "a stopped batch fails its extract run, so people see it"
+    second = runs[CONTACTS_DAG]
     _the_alerts_name_the_stream_rule_task_and_log(alert_receivers, second.run_id)
 
-    states = local_airflow.task_states("crm_elt", second.run_id)
-    assert states.pop("extract.gate__hubspot__contacts") == "failed"
-    assert states.pop("extract.stopped_batches") == "failed", "the run shows red"
-    assert states.pop("extract.airbyte_sync") == "skipped"
-    assert set(states.values()) == {"success"}, "admit, transform, audit and publish ran for the other streams"
+    states = local_airflow.task_states(CONTACTS_DAG, second.run_id)
+    assert states.pop("gate__hubspot__contacts") == "failed"
+    assert states.pop("held_back") == "failed", "the run shows red"
+    assert states.pop("airbyte_sync") == "skipped"
+    assert set(states.values()) == {"success"}, "the other gates and admit ran"
     assert "raw gate stopped batch" in second.log and "hubspot.contacts:row_count_in_range" in second.log
 
-    assets = local_airflow.asset_events("crm_elt", second.run_id)
+    assets = local_airflow.asset_events(CONTACTS_DAG, second.run_id)
     assert "airbyte://hubspot/contacts" not in assets, "a stream whose batch was stopped emits no asset"
-    assert assets["airbyte://salesforce/Contact"] == "extract.gate__salesforce__Contact", "the others still do"
+    assert assets["airbyte://salesforce/Contact"] == "admit", "the others in its DAG still do"
     assert mart_checksum(warehouse) != before, "the other streams' new rows were published"
     assert hubspot_contact_ids(warehouse) == hubspot_before, "nothing of the stopped stream changed"
     with psycopg.connect(warehouse.libpq()) as conn:
@@ -174,13 +176,13 @@ def _the_alerts_name_the_stream_rule_task_and_log(receivers, run_id: str) -> Non
     """One failed task, one alert per channel, over real SMTP and HTTP, with what a person needs and no secret."""
     ((webhook,), (email,)) = (receivers.webhooks, receivers.emails)
     for text in (str(webhook["text"]), email):
-        assert "crm_elt" in text and "extract.gate__hubspot__contacts" in text
+        assert CONTACTS_DAG in text and "gate__hubspot__contacts" in text
         assert "hubspot.contacts:row_count_in_range" in text, "the rule that stopped the batch"
-        assert "/dags/crm_elt/runs/" in text, "a link to the task's log"
+        assert f"/dags/{CONTACTS_DAG}/runs/" in text, "a link to the task's log"
         assert receivers.WEBHOOK_SECRET not in text
     assert webhook["path"].endswith(receivers.WEBHOOK_SECRET)  # type: ignore[union-attr]
     assert run_id in str(webhook["text"])
-    assert "Subject: [crm] crm_elt: extract.gate__hubspot__contacts failed" in email
+    assert f"Subject: [crm] {CONTACTS_DAG}: gate__hubspot__contacts failed" in email
     assert "To: data-team@example.com" in email
 
 
@@ -194,14 +196,15 @@ def test_a_failed_mart_audit_leaves_the_published_marts_as_they_were(local_airfl
     """A source refresh that lost most contacts passes the raw gates (each batch is fine) but must not empty the
     marts analysts read: the audit compares the build with the published marts and stops the publish."""
     warehouse, first = first_run
-    assert first.returncode == 0, first.log[-5000:]
+    assert not failed_runs(first)
     before = mart_checksum(warehouse)
     with psycopg.connect(warehouse.libpq()) as conn:
         conn.execute("delete from raw_hubspot.contacts where id::bigint % 4 <> 0")
 
-    second = local_airflow.dags_test("crm_elt", warehouse, **VARIABLES)
-    assert second.returncode != 0
-    states = local_airflow.task_states("crm_elt", second.run_id)
+    runs = local_airflow.pipeline(warehouse, **VARIABLES)
+    assert set(failed_runs(runs)) == {TRANSFORM_DAG_ID}, "every batch passes its gate; the build is what is wrong"
+    second = runs[TRANSFORM_DAG_ID]
+    states = local_airflow.task_states(TRANSFORM_DAG_ID, second.run_id)
     assert states["transform.marts.dim_contacts_model_build"] == "success", "the build itself works"
     assert states["audit_marts"] == "failed"
     assert states["publish_marts"] == "upstream_failed"

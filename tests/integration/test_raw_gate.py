@@ -126,13 +126,14 @@ def _alerted(verdict: BatchVerdict, rule: str, receivers, monkeypatch: pytest.Mo
     for name, value in receivers.env().items():
         monkeypatch.setenv(name, value)
     source, stream = verdict.stream.split(".")
+    dag_id = f"crm_extract_{default_catalogue().get(verdict.stream).cadence}"
     task = SimpleNamespace(
-        dag_id="crm_elt",
-        task_id=f"extract.gate__{source}__{stream}",
+        dag_id=dag_id,
+        task_id=f"gate__{source}__{stream}",
         run_id="test_run",
         try_number=1,
         map_index=-1,
-        log_url="http://localhost:8080/dags/crm_elt/runs/test_run/tasks/gate",
+        log_url=f"http://localhost:8080/dags/{dag_id}/runs/test_run/tasks/gate",
     )
     context = {"ti": task, "exception": AirflowFailException(verdict.message())}
     for notifier in failure_notifiers():

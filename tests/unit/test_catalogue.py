@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from crm_pipeline.catalogue import CATALOGUE_FILE, load_catalogue, parse_frequency
+from crm_pipeline.catalogue import CATALOGUE_FILE, frequency_label, load_catalogue, parse_frequency
 from crm_pipeline.errors import CatalogueError
 
 
@@ -124,3 +124,34 @@ def test_missing_required_field_is_named(tmp_path: Path) -> None:
     entry.pop("expected_daily_rows")
     with pytest.raises(CatalogueError, match=r"stream 'hubspot\.deals': 'expected_daily_rows' Field required"):
         load_catalogue(_write(tmp_path, entry))
+
+
+@pytest.mark.parametrize(
+    ("frequency", "label"),
+    [("1h", "hourly"), ("6h", "every_6h"), ("1d", "daily"), ("30m", "every_30m"), ("0 6 * * 1-5", "cron_0_6_x_x_1_5")],
+)
+def test_a_frequency_names_its_extract_dag(frequency: str, label: str) -> None:
+    assert frequency_label(frequency) == label
+
+
+def test_streams_are_grouped_by_cadence_in_catalogue_order(tmp_path: Path) -> None:
+    catalogue = load_catalogue(
+        _write(
+            tmp_path,
+            _stream(stream="deals"),
+            _stream(stream="companies", frequency="1d", airbyte_connection={"variable": "hubspot_daily"}),
+            _stream(stream="engagements"),
+            _stream(stream="owners", frequency="1d", airbyte_connection={"variable": "hubspot_daily"}, enabled=False),
+        )
+    )
+    groups = {cadence: [s.stream for s in specs] for cadence, specs in catalogue.by_cadence().items()}
+    assert groups == {"hourly": ["deals", "engagements"], "daily": ["companies"]}, "disabled streams are left out"
+
+
+def test_one_airbyte_connection_has_one_cadence(tmp_path: Path) -> None:
+    """One Airbyte job syncs all of a connection's streams, so they cannot run on different schedules."""
+    path = _write(tmp_path, _stream(stream="deals"), _stream(stream="companies", frequency="1d"))
+    with pytest.raises(CatalogueError) as error:
+        load_catalogue(path)
+    assert str(error.value).startswith("crm_streams.yml: stream 'hubspot.companies': 'frequency' '1d' differs")
+    assert "airbyte_connection_hubspot" in str(error.value)

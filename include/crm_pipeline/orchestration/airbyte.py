@@ -10,6 +10,7 @@ stream's gate checks exactly the rows of that job.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -44,11 +45,13 @@ create table if not exists crm_audit.airbyte_jobs (
 """
 
 
-def connection_groups() -> dict[str, list[StreamSpec]]:
-    """Enabled streams grouped by the Variable that names their Airbyte connection, in catalogue order."""
+def connection_groups(stream_keys: Collection[str] | None = None) -> dict[str, list[StreamSpec]]:
+    """Enabled streams (of ``stream_keys``, or all) grouped by the Variable that names their Airbyte connection,
+    in catalogue order. The catalogue gives each connection one cadence, so one extract DAG holds all of it."""
     groups: dict[str, list[StreamSpec]] = {}
     for spec in default_catalogue().enabled():
-        groups.setdefault(spec.airbyte_connection.variable, []).append(spec)
+        if stream_keys is None or spec.key in stream_keys:
+            groups.setdefault(spec.airbyte_connection.variable, []).append(spec)
     return groups
 
 
@@ -104,29 +107,30 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
             self.log.warning("could not record Airbyte job %s in crm_audit.airbyte_jobs", job_id, exc_info=True)
 
 
-def _configured_connections() -> dict[str, str]:
-    """``{connection variable: Airbyte connection id}`` for every connection whose Variable is set."""
-    ids = {variable: Variable.get(variable, default="").strip() for variable in connection_groups()}
+def _configured_connections(stream_keys: Collection[str]) -> dict[str, str]:
+    """``{connection variable: Airbyte connection id}`` for the streams' connections whose Variable is set."""
+    ids = {variable: Variable.get(variable, default="").strip() for variable in connection_groups(stream_keys)}
     return {variable: connection_id for variable, connection_id in ids.items() if connection_id}
 
 
 @task
-def airbyte_connections() -> list[dict[str, str]]:
-    """The connections that sync through Airbyte this run: one mapped Airbyte task (one job) each.
+def airbyte_connections(stream_keys: list[str]) -> list[dict[str, str]]:
+    """The connections of these streams that sync through Airbyte this run: one mapped Airbyte task (one job) each.
 
     Decided when the DAG runs, not when it is parsed (parsing reads no Variables).
     """
     return [
         {"connection_variable": variable, "connection_id": connection_id}
-        for variable, connection_id in _configured_connections().items()
+        for variable, connection_id in _configured_connections(stream_keys).items()
     ]
 
 
 @task
-def simulated_streams() -> list[str]:
-    """The streams of every connection without an Airbyte connection id: the simulator syncs them, one task each."""
-    configured = _configured_connections()
-    return [s.key for variable, specs in connection_groups().items() if variable not in configured for s in specs]
+def simulated_streams(stream_keys: list[str]) -> list[str]:
+    """These streams, where their connection has no Airbyte connection id: the simulator syncs them, one task each."""
+    configured = _configured_connections(stream_keys)
+    groups = connection_groups(stream_keys)
+    return [s.key for variable, specs in groups.items() if variable not in configured for s in specs]
 
 
 def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:

@@ -6,17 +6,22 @@ fail again; infrastructure errors (connection lost, timeout) raise normally and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, Variable, get_current_context, task
+from airflow.sdk import Asset, AssetAlias, AssetAny, Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from crm_pipeline.catalogue import default_catalogue
 
+if TYPE_CHECKING:
+    from crm_pipeline.catalogue import StreamSpec
+
 # Modules that import psycopg, GX or the simulator are imported inside the callables: DAG parsing stays light.
 
 MARTS_ASSET = "crm://warehouse/marts"  # emitted when a new version of the marts is published
+RAW_BATCHES_ALIAS = "crm_raw_batches"  # admit emits the stream assets (airbyte://<source>/<stream>) through it
 
 
 @task(pool="warehouse", map_index_template="{{ crm_stream }}")
@@ -39,8 +44,8 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
 @task(pool="warehouse")
 def gate_raw(stream_key: str, batches: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     """Judge exactly the rows this sync delivered (``batches[stream_key]``, from the simulator or an Airbyte job):
-    ``quality/raw_gate.py``. Passed or quarantined: the stream's asset is emitted. Stopped: the task fails, with
-    the stream, the rules and sample keys in its message, and emits nothing."""
+    ``quality/raw_gate.py``. Passed or quarantined: ``admit`` emits the stream's asset. Stopped: the task fails,
+    with the stream, the rules and sample keys in its message."""
     from crm_pipeline.quality.raw_gate import judge_batch
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
@@ -61,35 +66,68 @@ def _sync_ids(batches: dict[str, Any]) -> dict[str, int]:
     return {stream: int(batch["sync_id"]) for stream, batch in batches.items()}
 
 
-@task(pool="warehouse", trigger_rule="all_done")
+@task(pool="warehouse", trigger_rule="all_done", outlets=[AssetAlias(RAW_BATCHES_ALIAS)])
 def admit(batches: dict[str, Any]) -> dict[str, str]:
-    """Let the transform run once every batch of this run has a verdict, whichever it is: stopped batches are
-    quarantined whole, so other streams' clean rows flow on. A gate that failed before judging (a lost connection,
-    a crash) leaves its batch unjudged, and then nothing runs: unjudged rows must not reach the marts."""
+    """Admit this run's judged batches to the transform: emit the asset of every stream whose batch passed or was
+    quarantined (``airbyte://<source>/<stream>``, through the alias ``crm_raw_batches``), all at once, so the
+    transform starts once per extract run, after every gate, and only for streams that brought data it may read.
+
+    A stopped batch (its gate failed) or an unjudged one (its gate crashed) emits nothing; staging would not read
+    its rows anyway (``gated_source`` reads judged batches only). ``held_back`` makes such a run red."""
     from crm_pipeline.quality.raw_gate import verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     with connect(task_warehouse_url()) as conn:
         judged = verdicts(conn, _sync_ids(batches))
-    if missing := sorted(set(batches) - set(judged)):
-        raise AirflowFailException(f"no gate verdict for the batches of {', '.join(missing)}: not transforming")
+    events = get_current_context()["outlet_events"][AssetAlias(RAW_BATCHES_ALIAS)]
+    catalogue = default_catalogue()
+    for stream, verdict in sorted(judged.items()):
+        if verdict != "stopped":
+            events.add(Asset(catalogue.get(stream).asset_uri), extra={"sync_id": batches[stream]["sync_id"]})
     return judged
 
 
 @task(pool="warehouse", trigger_rule="all_done", on_failure_callback=[])
-def stopped_batches(batches: dict[str, Any]) -> list[str]:
-    """Fail the run when a gate stopped a batch, so the run shows red once the other streams went through.
+def held_back(batches: dict[str, Any]) -> list[str]:
+    """Fail the run when a batch was not admitted (stopped by its gate, or never judged), so the run shows red
+    once the other streams went through.
 
     Needed because a run's state follows its leaf tasks, and the gates are not leaves: ``admit`` follows them.
-    No alert of its own (the gate that stopped the batch already sent one)."""
+    No alert of its own (the gate that failed already sent one)."""
     from crm_pipeline.quality.raw_gate import verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     with connect(task_warehouse_url()) as conn:
-        stopped = sorted(s for s, verdict in verdicts(conn, _sync_ids(batches)).items() if verdict == "stopped")
-    if stopped:
-        raise AirflowFailException(f"batches stopped by their raw gates: {', '.join(stopped)} (see those gates)")
-    return stopped
+        judged = verdicts(conn, _sync_ids(batches))
+    stopped = sorted(s for s, verdict in judged.items() if verdict == "stopped")
+    unjudged = sorted(set(batches) - set(judged))
+    problems = [f"stopped by their raw gates: {', '.join(stopped)}"] if stopped else []
+    problems += [f"never judged (their gates failed): {', '.join(unjudged)}"] if unjudged else []
+    if problems:
+        raise AirflowFailException(f"batches held back from the transform, {'; '.join(problems)} (see those gates)")
+    return stopped + unjudged
+
+
+def stream_assets(specs: Sequence[StreamSpec]) -> AssetAny:
+    """Any of the streams' assets: the transform's schedule."""
+    return AssetAny(*(Asset(spec.asset_uri) for spec in specs))
+
+
+@task(pool="warehouse")
+def arrived(run_id: str | None = None) -> dict[str, Any]:
+    """Fix the run's cutoff (the batches judged until now are what every model reads: ``raw_gate.py``) and report
+    the streams and batches (sync ids) whose admission triggered the run; none when triggered by hand."""
+    from crm_pipeline.quality.raw_gate import set_transform_cutoff
+    from crm_pipeline.warehouse.locate import connect, task_warehouse_url
+
+    with connect(task_warehouse_url()) as conn:
+        cutoff = set_transform_cutoff(conn, run_id or "")
+    events = get_current_context().get("triggering_asset_events") or {}
+    arrived: dict[str, list[int]] = {}
+    for asset, asset_events in events.items():
+        uri = getattr(asset, "uri", str(asset))
+        arrived[uri] = sorted({int(event.extra.get("sync_id", 0)) for event in asset_events})
+    return {"judged_before": cutoff.isoformat(), "arrived": arrived}
 
 
 @task(pool="warehouse")

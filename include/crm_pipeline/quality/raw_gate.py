@@ -8,8 +8,9 @@ Verdicts, recorded per batch in ``crm_audit.batch_verdicts``:
 * ``stopped``: a batch-level error rule failed (schema, duplicate keys, volume) or the failing share is larger;
   the whole batch is quarantined, the stream emits no asset this run, and the gate task fails.
 
-The transform admits a run's batches only when each has a verdict (``admit``), so a gate that crashed before
-judging its batch holds the transform back instead of letting unjudged rows through.
+Staging reads only judged batches (dbt macro ``gated_source``), so rows a gate has not judged yet, or whose gate
+crashed, never reach the marts. A transform run fixes its *cutoff* when it starts (``set_transform_cutoff``):
+batches judged later wait for the next run, so all models of a run and its mart audit see the same batches.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ create table if not exists crm_audit.batch_verdicts (
     reason text,
     judged_at timestamptz not null default now(),
     primary key (stream, sync_id)
+);
+create table if not exists crm_audit.transform_cutoff (
+    only_row boolean primary key default true check (only_row),
+    judged_before timestamptz not null,
+    run_id text
 )
 """
 
@@ -157,6 +163,19 @@ def verdicts(conn: psycopg.Connection, batches: dict[str, int]) -> dict[str, str
         "select stream, sync_id, verdict from crm_audit.batch_verdicts where stream = any(%s)", (list(batches),)
     ).fetchall()
     return {stream: verdict for stream, sync_id, verdict in rows if batches.get(stream) == sync_id}
+
+
+def set_transform_cutoff(conn: psycopg.Connection, run_id: str) -> datetime:
+    """Fix the batches this transform run reads: those judged until now. One row: runs do not overlap."""
+    run_ddl(conn, split_script(DDL))
+    with conn.transaction():
+        row = conn.execute(
+            "insert into crm_audit.transform_cutoff (judged_before, run_id) values (clock_timestamp(), %s)"
+            " on conflict (only_row) do update set judged_before = excluded.judged_before, run_id = excluded.run_id"
+            " returning judged_before",
+            (run_id,),
+        ).fetchone()
+    return row[0]  # type: ignore[index]
 
 
 def _batch_rows(conn: psycopg.Connection, query: str, report: GateReport) -> int:

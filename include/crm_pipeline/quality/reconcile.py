@@ -1,7 +1,8 @@
 """Mart figures against the raw tables: the same business numbers computed two ways must agree exactly.
 
 The raw side is written here, independently of the dbt models: the newest row per primary key straight from the
-raw tables Airbyte wrote, minus the rows the raw gates quarantined and what the sources mark as gone (HubSpot
+raw tables Airbyte wrote, of the batches the raw gates judged (until the transform run's cutoff), minus the rows
+they quarantined and what the sources mark as gone (HubSpot
 ``archived`` and merged-away contacts, Salesforce ``IsDeleted``, converted leads, inactive engagements). A
 difference means a staging filter, a join or an aggregation in dbt lost or duplicated something.
 """
@@ -10,6 +11,7 @@ difference means a staging filter, a join or an aggregation in dbt lost or dupli
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -20,23 +22,30 @@ from crm_pipeline.quality.quarantine import ensure_quarantine
 from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
 
 
-def _latest(table: str, key: str, cursor: str) -> str:
-    """The newest version of every record of a raw table, leaving out rows the raw gates quarantined."""
+def _latest(table: str, key: str, cursor: str, stream: str) -> str:
+    """The newest version of every record of a raw table, leaving out rows the raw gates quarantined and, once
+    gates run, batches they did not judge (the marker becomes that condition in ``reconcile``)."""
     return (
         f"select distinct on ({key}) * from {table} as raw_rows where not exists (select from crm_audit.quarantine"
-        f" as quarantined where quarantined.raw_id = raw_rows._airbyte_raw_id)"
+        f" as quarantined where quarantined.raw_id = raw_rows._airbyte_raw_id) and /*judged:{stream}*/true"
         f" order by {key}, {cursor} desc nulls last, _airbyte_extracted_at desc"
     )
 
 
+_JUDGED = re.compile(r"/\*judged:([\w.]+)\*/true")
+_JUDGED_SQL = (
+    "exists (select from crm_audit.batch_verdicts as judged where judged.stream = '{stream}'"
+    " and judged.sync_id = (raw_rows._airbyte_meta ->> 'sync_id')::bigint and judged.judged_at <= {cutoff})"
+)
+
 # What "live" is decided on, per raw table.
 _LATEST = {
-    "companies": _latest("raw_hubspot.companies", "id", '"updatedAt"'),
-    "contacts": _latest("raw_hubspot.contacts", "id", '"updatedAt"'),
-    "deals": _latest("raw_hubspot.deals", "id", '"updatedAt"'),
-    "engagements": _latest("raw_hubspot.engagements", "id", '"lastUpdated"'),
+    "companies": _latest("raw_hubspot.companies", "id", '"updatedAt"', "hubspot.companies"),
+    "contacts": _latest("raw_hubspot.contacts", "id", '"updatedAt"', "hubspot.contacts"),
+    "deals": _latest("raw_hubspot.deals", "id", '"updatedAt"', "hubspot.deals"),
+    "engagements": _latest("raw_hubspot.engagements", "id", '"lastUpdated"', "hubspot.engagements"),
     **{
-        stream: _latest(f'raw_salesforce."{stream}"', '"Id"', '"SystemModstamp"')
+        stream: _latest(f'raw_salesforce."{stream}"', '"Id"', '"SystemModstamp"', f"salesforce.{stream}")
         for stream in ("Account", "Contact", "Lead", "Opportunity", "Task")
     },
 }
@@ -102,12 +111,25 @@ def reconcile(conn: psycopg.Connection, marts_schema: str = PUBLISHED_SCHEMA) ->
     if marts_schema not in (PUBLISHED_SCHEMA, BUILD_SCHEMA):
         raise ValueError(f"marts_schema must be {PUBLISHED_SCHEMA!r} or {BUILD_SCHEMA!r}, got {marts_schema!r}")
     ensure_quarantine(conn)
+    judged = _judged_condition(conn)
     results = []
     for figure, raw_sql in RAW_FIGURES.items():
-        raw = conn.execute(raw_sql).fetchone()[0]  # type: ignore[index]
+        raw = conn.execute(_JUDGED.sub(lambda m: judged.format(stream=m.group(1)), raw_sql)).fetchone()[0]  # type: ignore[index]
         mart = conn.execute(MART_FIGURES[figure].format(marts=marts_schema)).fetchone()[0]  # type: ignore[index]
         results.append(Reconciliation(figure, Decimal(raw or 0), Decimal(mart or 0)))
     return results
+
+
+def _judged_condition(conn: psycopg.Connection) -> str:
+    """What staging reads (dbt macro ``gated_source``): every row until gates run here; then the batches judged
+    until the last transform run's cutoff."""
+    verdicts, cutoff = conn.execute(
+        "select to_regclass('crm_audit.batch_verdicts'), to_regclass('crm_audit.transform_cutoff')"
+    ).fetchone()  # type: ignore[misc]
+    if verdicts is None:
+        return "true"
+    until = "coalesce((select judged_before from crm_audit.transform_cutoff), 'infinity')" if cutoff else "now()"
+    return _JUDGED_SQL.replace("{cutoff}", until)
 
 
 def reconciliation_report(conn: psycopg.Connection, marts_schema: str) -> GateReport:

@@ -1,0 +1,45 @@
+"""
+### CRM transform: dbt (Cosmos) → mart audit → publish, whenever new raw data is admitted
+
+Scheduled on the streams' assets (`airbyte://<source>/<stream>`, one per catalogue entry): an extract DAG's
+**admit** task emits them for the batches its raw gates let through, so this DAG runs when, and only when, new
+data arrived. Events that arrive while a run is going start the next run (one run at a time: two dbt builds must
+not write `marts_build` together). **arrived** lists the streams and batches that triggered the run. Trigger it by
+hand to rebuild from what is already admitted.
+
+**transform** is the dbt project rendered by Cosmos from its manifest, a task group per layer (staging,
+snapshots, intermediate, marts), one task per model with its tests right after it. Staging reads only batches a
+raw gate judged, without their quarantined rows. Models are incremental where it pays (the facts), so a run's cost
+follows what changed. dbt writes the marts into `marts_build`, never into `marts`. **audit_marts** checks them there
+(each mart's rules, size against the published version, reconciliation with raw) and **publish_marts** swaps them
+in as `marts` in one transaction (write-audit-publish): analysts see the old marts or the new, never a mix, and a
+failed audit leaves the published marts exactly as they were. Publishing emits `crm://warehouse/marts`.
+
+Publishes: `crm_audit.publishes`; audit results: `crm_audit.gate_results`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
+from crm_pipeline.orchestration.tasks import arrived, audit_marts, publish_marts, stream_assets
+from crm_pipeline.orchestration.transform import dbt_task_group
+
+
+@dag(
+    dag_id="crm_transform",
+    schedule=stream_assets(default_catalogue().enabled()),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["crm", "transform", "dbt"],
+    doc_md=__doc__,
+)
+def crm_transform() -> None:
+    arrived() >> dbt_task_group("transform") >> audit_marts() >> publish_marts()
+
+
+crm_transform()

@@ -1,0 +1,90 @@
+"""Extract DAGs, one per frequency of the catalogue: sync each stream, gate each batch, admit what passed.
+
+``dags/crm_extract.py`` calls :func:`extract_dag` for every cadence (``crm_extract_hourly``, ``crm_extract_every_6h``,
+``crm_extract_daily``); nothing here reads a Variable or opens a socket at parse time.
+
+Scheduling choices (docs/decisions.md #15):
+
+* ``catchup=False``: a sync reads everything changed since its connection's last cursor, so one run after a pause
+  covers the whole gap; catching up would queue syncs that find nothing new.
+* ``max_active_runs=1``: two syncs of one stream at once would race on its cursor (Airbyte refuses a second job
+  for a running connection; the simulator serialises on its state row) and interleave their batches.
+* Priority: under contention (the ``warehouse`` and ``airbyte`` pools) hourly streams go first, daily ones last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from airflow.sdk import DAG
+
+from crm_pipeline.catalogue import StreamSpec, default_catalogue, parse_frequency
+from crm_pipeline.orchestration.airbyte import (
+    AIRBYTE_CONN_ID,
+    SYNC_TIMEOUT,
+    CrmAirbyteSyncOperator,
+    airbyte_connections,
+    collect_batches,
+    simulated_streams,
+)
+from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
+from crm_pipeline.orchestration.tasks import admit, gate_raw, held_back, sync_stream
+
+# Absolute priority weights: what runs first when tasks of several extract DAGs queue for the same pool slots.
+PRIORITY = {"hourly": 30, "every_6h": 20}
+DEFAULT_PRIORITY = 10
+
+
+TRANSFORM_DAG_ID = "crm_transform"
+
+
+def extract_dag_id(cadence: str) -> str:
+    return f"crm_extract_{cadence}"
+
+
+def pipeline_dag_ids() -> list[str]:
+    """Every extract DAG, then the transform: the order in which ``make demo`` and the tests run them with
+    ``airflow dags test``, which runs one DAG and never schedules the asset-triggered one."""
+    return [extract_dag_id(cadence) for cadence in default_catalogue().by_cadence()] + [TRANSFORM_DAG_ID]
+
+
+def _doc(cadence: str, specs: Sequence[StreamSpec], module_doc: str) -> str:
+    streams = "\n".join(f"- `{s.key}` ({s.sync_mode}, every {s.frequency}): {s.description}" for s in specs)
+    return f"{module_doc}\n\n#### Streams of this DAG ({cadence})\n\n{streams}\n"
+
+
+def extract_dag(cadence: str, specs: Sequence[StreamSpec], module_doc: str) -> DAG:
+    """The extract DAG of the streams that share one frequency."""
+    schedule = parse_frequency(specs[0].frequency)
+    keys = [spec.key for spec in specs]
+    with DAG(
+        dag_id=extract_dag_id(cadence),
+        schedule=schedule if isinstance(schedule, (str, timedelta)) else None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args={
+            **DEFAULT_ARGS,
+            "priority_weight": PRIORITY.get(cadence, DEFAULT_PRIORITY),
+            "weight_rule": "absolute",
+        },
+        tags=["crm", "extract", cadence, *sorted({s.source for s in specs})],
+        doc_md=_doc(cadence, specs, module_doc),
+    ) as dag:
+        airbyte = CrmAirbyteSyncOperator.partial(
+            task_id="airbyte_sync",
+            airbyte_conn_id=AIRBYTE_CONN_ID,
+            deferrable=True,
+            pool="airbyte",
+            execution_timeout=SYNC_TIMEOUT,
+            timeout=SYNC_TIMEOUT.total_seconds(),
+            map_index_template="{{ task.connection_variable }}",
+        ).expand_kwargs(airbyte_connections(keys))
+        simulated = sync_stream.override(task_id="simulate_sync").expand(stream_key=simulated_streams(keys))
+        batches = collect_batches.override(task_id="batches")([airbyte.task_id, simulated.operator.task_id])
+        [airbyte, simulated] >> batches
+        gates = [gate_raw.override(task_id=f"gate__{s.source}__{s.stream}")(s.key, batches) for s in specs]
+        gates >> admit(batches)
+        gates >> held_back(batches)
+    return dag
