@@ -10,7 +10,7 @@ CRM := $(BIN)/crm
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: help venv demo bench test lint unit integration manifest docs gx-docs up down status warehouse-up warehouse-down \
+.PHONY: help venv demo bench test lint unit integration manifest docs gx-docs report up down status warehouse-up warehouse-down \
         psql lock dockerfile-lint image-replay clean
 
 help: ## list the targets
@@ -67,6 +67,9 @@ docs: venv ## generate the dbt docs site (.local/dbt/target/index.html)
 
 gx-docs: venv ## build the GX Data Docs site of the latest gate runs (.local/gx/)
 	@$(CRM) gx-docs
+
+report: venv ## write the pipeline health page (freshness, gate verdicts, volumes) to .local/report/health.html
+	@$(CRM) report
 
 up: venv ## start Airflow (api-server, scheduler, dag-processor, triggerer) and print the UI URL
 	@$(CRM) up

@@ -13,11 +13,17 @@ and the rest flows on; a batch failing a batch rule (schema, duplicate keys, vol
 the stream's `max_quarantine_share` is stopped: quarantined whole, and its gate fails.
 
 **admit** then emits the asset (`airbyte://<source>/<stream>`) of every stream whose batch passed or was
-quarantined, all at once, which schedules `crm_transform`. **held_back** fails the run when a batch was stopped or
-never judged, so the run shows red while the other streams' data flows on.
+quarantined, all at once, which schedules `crm_transform`. **held_back** fails the run when a stream's sync failed or
+its batch was stopped or never judged, so the run shows red while the other streams' data flows on.
 
-`catchup` is off and one run at a time (docs/decisions.md #15). Gate results: `crm_audit.gate_results` and
-`crm_audit.batch_verdicts`; quarantined rows: `crm_audit.quarantine`; Airbyte jobs: `crm_audit.airbyte_jobs`.
+**plan** runs first. Params, validated when a run is created (a bad value is refused, naming the param, before any
+task runs): `streams` (a subset of this DAG's streams), `window_start` and `window_end` (a backfill: the simulated
+streams deliver again what changed in that window, as a batch of its own, without moving their clocks), `dry_run`
+(log what would sync and how, then skip everything).
+
+`catchup` is off and one run at a time (docs/decisions.md #15). Each batch is recorded in `crm_audit.stream_runs`.
+Gate results: `crm_audit.gate_results` and `crm_audit.batch_verdicts`; quarantined rows: `crm_audit.quarantine`;
+Airbyte jobs: `crm_audit.airbyte_jobs`.
 """
 
 from __future__ import annotations

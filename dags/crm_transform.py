@@ -5,7 +5,8 @@ Scheduled on the streams' assets (`airbyte://<source>/<stream>`, one per catalog
 **admit** task emits them for the batches its raw gates let through, so this DAG runs when, and only when, new
 data arrived. Events that arrive while a run is going start the next run (one run at a time: two dbt builds must
 not write `marts_build` together). **arrived** lists the streams and batches that triggered the run. Trigger it by
-hand to rebuild from what is already admitted.
+hand to rebuild from what is already admitted; with the param `full_refresh`, incremental models are rebuilt from
+scratch (`dbt build --full-refresh`).
 
 **transform** is the dbt project rendered by Cosmos from its manifest, a task group per layer (staging,
 snapshots, intermediate, marts), one task per model with its tests right after it. Staging reads only batches a
@@ -20,7 +21,7 @@ Publishes: `crm_audit.publishes`; audit results: `crm_audit.gate_results`.
 
 from __future__ import annotations
 
-from airflow.sdk import dag
+from airflow.sdk import Param, dag
 
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
@@ -37,6 +38,11 @@ from crm_pipeline.orchestration.transform import dbt_task_group
     default_args=DEFAULT_ARGS,
     tags=["crm", "transform", "dbt"],
     doc_md=__doc__,
+    params={
+        "full_refresh": Param(
+            False, type="boolean", description="dbt --full-refresh: rebuild incremental models from scratch."
+        )
+    },
 )
 def crm_transform() -> None:
     arrived() >> dbt_task_group("transform") >> audit_marts() >> publish_marts()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -114,6 +114,12 @@ class StreamSpec(BaseModel):
         return f"airbyte://{self.source}/{self.stream}"
 
     @property
+    def interval(self) -> timedelta:
+        """How often the stream syncs: the interval itself, or for a cron expression the widest gap between two
+        of its runs in a week (what freshness is judged against)."""
+        return frequency_interval(self.frequency)
+
+    @property
     def cadence(self) -> str:
         """The name of the stream's frequency, which names its extract DAG: ``hourly``, ``every_6h``, ``daily``."""
         return frequency_label(self.frequency)
@@ -132,6 +138,21 @@ def parse_frequency(value: str) -> str | timedelta:
     if len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields):
         return text
     raise ValueError(f"must be a 5-field cron expression or an interval like '6h', got {value!r}")
+
+
+def frequency_interval(value: str) -> timedelta:
+    frequency = parse_frequency(value)
+    if isinstance(frequency, timedelta):
+        return frequency
+    from croniter import croniter  # Airflow's own dependency; only needed for cron frequencies
+
+    fires = croniter(frequency, datetime(2026, 1, 5, tzinfo=UTC))  # from a Monday, one week of runs
+    first = previous = fires.get_next(datetime)
+    widest = timedelta(0)
+    while previous <= first + timedelta(weeks=1):
+        current = fires.get_next(datetime)
+        widest, previous = max(widest, current - previous), current
+    return widest
 
 
 def frequency_label(value: str) -> str:

@@ -255,6 +255,21 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(_: argparse.Namespace) -> int:
+    """Write the pipeline health page from the run audit."""
+    from datetime import UTC, datetime
+
+    from crm_pipeline.catalogue import default_catalogue
+    from crm_pipeline.monitoring.health_page import write_health_page
+    from crm_pipeline.paths import report_path
+    from crm_pipeline.warehouse.locate import connect, resolve_warehouse_url
+
+    with connect(resolve_warehouse_url()) as conn:
+        path = write_health_page(conn, default_catalogue().enabled(), report_path(), now=datetime.now(UTC))
+    print(f"pipeline health page: {path}")
+    return 0
+
+
 def cmd_gx_docs(_: argparse.Namespace) -> int:
     """Build the GX Data Docs site from the validation results stored in the warehouse."""
     from crm_pipeline.quality.data_docs import build_data_docs
@@ -315,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("summary", help="print the pipeline summary").set_defaults(func=cmd_summary)
     sub.add_parser("publish", help="audit marts_build and publish it as marts").set_defaults(func=cmd_publish)
     sub.add_parser("gx-docs", help="build the GX Data Docs site of the latest gate runs").set_defaults(func=cmd_gx_docs)
+    sub.add_parser("report", help="write the pipeline health page (.local/report/health.html)").set_defaults(
+        func=cmd_report
+    )
     quarantine = sub.add_parser("quarantine", help="list quarantined rows by batch and rule, or release a batch")
     quarantine.add_argument("action", choices=["list", "release"])
     quarantine.add_argument("--stream", metavar="SOURCE.STREAM")

@@ -100,6 +100,7 @@ def print_summary(warehouse: WarehouseUrl, logs: list[Path] | None = None) -> No
 
             site = build_data_docs(conn)
             print(f"\nGX Data Docs of the last runs: {site}" if site else "")
+        _print_health(conn)
     docs = LOCAL_DIR / "dbt" / "target" / "index.html"
     print(
         f"\ndbt docs: {docs if docs.exists() else 'run `make docs` to generate them'}"
@@ -108,6 +109,21 @@ def print_summary(warehouse: WarehouseUrl, logs: list[Path] | None = None) -> No
     for log_path in logs or ():
         print(f"full Airflow log: {log_path}")
     print("=======================================================")
+
+
+def _print_health(conn: psycopg.Connection) -> None:
+    """The health page's path, and the streams it finds stale (none right after a demo run)."""
+    from datetime import UTC, datetime
+
+    from crm_pipeline.monitoring.freshness import check_freshness
+    from crm_pipeline.monitoring.health_page import write_health_page
+    from crm_pipeline.paths import report_path
+
+    now = datetime.now(UTC)
+    stale = [c.stream for c in check_freshness(conn, default_catalogue().enabled(), now=now, store=False) if c.stale]
+    page = write_health_page(conn, default_catalogue().enabled(), report_path(), now=now)
+    print(f"\npipeline health page: {page}")
+    print(f"  {len(stale)} stale streams: {', '.join(stale)}" if stale else "  every stream is fresh")
 
 
 def _print_gate_results(conn: psycopg.Connection) -> None:

@@ -37,3 +37,12 @@ def dbt_manifest_path() -> Path:
     tasks would overwrite it while other tasks parse it (we saw truncated JSON under the real scheduler).
     """
     return Path(os.environ.get(DBT_MANIFEST_VARIABLE, DBT_PROJECT_DIR / "target" / "manifest.json"))
+
+
+REPORT_VARIABLE = "CRM_REPORT_DIR"
+
+
+def report_path() -> Path:
+    """The health page: ``$CRM_REPORT_DIR/health.html``, by default ``.local/report/`` (in a deployment, a volume
+    the webserver's host serves, or the Airflow logs' folder)."""
+    return Path(os.environ.get(REPORT_VARIABLE, LOCAL_DIR / "report")) / "health.html"

@@ -88,10 +88,16 @@ class LocalAirflow:
         return env
 
     def dags_test(
-        self, dag_id: str, warehouse: WarehouseUrl, extra_env: dict[str, str] | None = None, **variables: str
+        self,
+        dag_id: str,
+        warehouse: WarehouseUrl,
+        extra_env: dict[str, str] | None = None,
+        conf: dict[str, Any] | None = None,
+        **variables: str,
     ) -> AirflowRun:
+        """``airflow dags test`` of one DAG, with ``conf`` as the run's params."""
         proc = subprocess.run(
-            [str(VENV_BIN / "airflow"), "dags", "test", dag_id],
+            [str(VENV_BIN / "airflow"), "dags", "test", dag_id, *(["-c", json.dumps(conf)] if conf else [])],
             env={**self.env(warehouse, variables), **(extra_env or {})},
             capture_output=True,
             text=True,

@@ -119,6 +119,13 @@ def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, f
     assert admitted == {s.asset_uri: "admit" for s in default_catalogue().enabled()}, "admit emits every asset"
     transform = local_airflow.task_states(TRANSFORM_DAG_ID, runs[TRANSFORM_DAG_ID].run_id)
     assert set(transform.values()) == {"success"}, transform
+    with psycopg.connect(warehouse.libpq()) as conn:
+        audited = conn.execute(
+            "select stream, dag_id, verdict from crm_audit.stream_runs where rows_loaded > 0 and duration_seconds > 0"
+        ).fetchall()
+    assert sorted(audited) == sorted(
+        (s.key, extract_dag_id(s.cadence), "passed") for s in default_catalogue().enabled()
+    ), "the run audit has every stream's batch, its DAG and its verdict"
 
     expected, actual = expected_dim_contacts(), mart_rows(warehouse)
     assert len(actual) == len(expected) > 9000

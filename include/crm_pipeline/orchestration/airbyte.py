@@ -9,19 +9,21 @@ stream's gate checks exactly the rows of that job.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from airflow.providers.airbyte.operators.airbyte import AirbyteTriggerSyncOperator
 from airflow.providers.airbyte.triggers.airbyte import AirbyteSyncTrigger
 from airflow.sdk import Variable, get_current_context, task
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 
+LOG = logging.getLogger(__name__)  # task logs capture it
 AIRBYTE_CONN_ID = "airbyte_default"
 # How long one Airbyte sync may take before its job is cancelled (read from the environment, not a Variable:
 # execution_timeout is fixed when the DAG is parsed).
@@ -94,7 +96,9 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
         """Record the succeeded job; each stream's batch is the job's rows (its id is their ``sync_id``)."""
         store_airbyte_job(self.connection_variable, job_id, context["run_id"])
         specs = connection_groups()[self.connection_variable]
-        return {s.key: {"stream": s.key, "sync_id": job_id, "source": "airbyte"} for s in specs}
+        ti = context.get("ti")
+        started = ti.start_date.isoformat() if ti is not None and ti.start_date else None
+        return {s.key: {"stream": s.key, "sync_id": job_id, "source": "airbyte", "started_at": started} for s in specs}
 
     def _record_failure(self, context: Any, job_id: int | None = None) -> None:
         """Failed, cancelled and timed-out jobs go to the audit table too; never mask the original error."""
@@ -113,24 +117,64 @@ def _configured_connections(stream_keys: Collection[str]) -> dict[str, str]:
     return {variable: connection_id for variable, connection_id in ids.items() if connection_id}
 
 
+def selected_streams(stream_keys: list[str]) -> list[str]:
+    """The DAG's streams this run syncs: the ``streams`` param when given (validated against them), else all."""
+    chosen = (get_current_context().get("params") or {}).get("streams") or []
+    return [key for key in stream_keys if not chosen or key in chosen]
+
+
 @task
 def airbyte_connections(stream_keys: list[str]) -> list[dict[str, str]]:
-    """The connections of these streams that sync through Airbyte this run: one mapped Airbyte task (one job) each.
+    """The connections of the selected streams that sync through Airbyte this run: one mapped Airbyte task (one
+    job, all of the connection's streams) each.
 
     Decided when the DAG runs, not when it is parsed (parsing reads no Variables).
     """
     return [
         {"connection_variable": variable, "connection_id": connection_id}
-        for variable, connection_id in _configured_connections(stream_keys).items()
+        for variable, connection_id in _configured_connections(selected_streams(stream_keys)).items()
     ]
 
 
 @task
 def simulated_streams(stream_keys: list[str]) -> list[str]:
-    """These streams, where their connection has no Airbyte connection id: the simulator syncs them, one task each."""
-    configured = _configured_connections(stream_keys)
-    groups = connection_groups(stream_keys)
+    """The selected streams whose connection has no Airbyte connection id: the simulator syncs them, one task each."""
+    keys = selected_streams(stream_keys)
+    configured = _configured_connections(keys)
+    groups = connection_groups(keys)
     return [s.key for variable, specs in groups.items() if variable not in configured for s in specs]
+
+
+@task.short_circuit
+def plan(stream_keys: list[str]) -> bool:
+    """Check the run's params together (each was validated alone when the run was created), log what the run
+    will sync and how, and stop here on a dry run: every other task is skipped, nothing is written."""
+    params = get_current_context().get("params") or {}
+    start, end = params.get("window_start"), params.get("window_end")
+    if (start is None) != (end is None):
+        raise AirflowFailException("params window_start and window_end go together: give both or neither")
+    if start is not None:
+        window = {name: datetime.fromisoformat(params[name]) for name in ("window_start", "window_end")}
+        if naive := [name for name, moment in window.items() if moment.tzinfo is None]:
+            raise AirflowFailException(f"param {naive[0]} must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
+        if not window["window_start"] < window["window_end"]:
+            raise AirflowFailException(f"param window_start ({start}) must be before window_end ({end})")
+    keys = selected_streams(stream_keys)
+    configured = _configured_connections(keys)
+    if start is not None and configured:
+        raise AirflowFailException(
+            f"a backfill window applies to simulated streams only; {', '.join(sorted(configured))} sync through"
+            " Airbyte, which reads from the connection's cursor: reset the stream in Airbyte instead"
+        )
+    for variable, specs in connection_groups(keys).items():
+        how = f"Airbyte connection {configured[variable]}" if variable in configured else "the local simulator"
+        LOG.info("%s: %s through %s", variable, ", ".join(s.key for s in specs), how)
+    if start is not None:
+        LOG.info("backfill of the window %s to %s (the streams' clocks do not move)", start, end)
+    if params.get("dry_run"):
+        LOG.info("dry run: nothing is synced, gated or admitted")
+        return False
+    return True
 
 
 def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
@@ -168,7 +212,8 @@ def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
 def collect_batches(sync_task_ids: list[str]) -> dict[str, Any]:
     """Every batch that arrived, from whichever path ran: ``{stream key: {"sync_id": ...}}``.
 
-    Runs even when some syncs failed, so one connection's outage does not hold back the others' gates.
+    Runs even when some syncs failed, so one connection's outage does not hold back the others' gates; when
+    every sync failed it is empty, and ``held_back`` fails the run naming the streams without a batch.
     """
     ti = get_current_context()["ti"]
     batches: dict[str, Any] = {}
@@ -179,6 +224,4 @@ def collect_batches(sync_task_ids: list[str]) -> dict[str, Any]:
             batches[summary["stream"]] = summary
         else:  # one Airbyte job: all its connection's streams
             batches.update(summary)
-    if not batches:
-        raise AirflowException("no sync delivered a batch: see the failed extract tasks")
     return batches

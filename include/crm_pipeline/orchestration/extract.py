@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 from crm_pipeline.catalogue import StreamSpec, default_catalogue, parse_frequency
 from crm_pipeline.orchestration.airbyte import (
@@ -26,6 +26,7 @@ from crm_pipeline.orchestration.airbyte import (
     CrmAirbyteSyncOperator,
     airbyte_connections,
     collect_batches,
+    plan,
     simulated_streams,
 )
 from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
@@ -54,6 +55,31 @@ def _doc(cadence: str, specs: Sequence[StreamSpec], module_doc: str) -> str:
     return f"{module_doc}\n\n#### Streams of this DAG ({cadence})\n\n{streams}\n"
 
 
+def extract_params(keys: Sequence[str]) -> dict[str, Param]:
+    """What a person may set when triggering an extract DAG. Each is validated (JSON schema) when the run is
+    created, so a bad value is refused with the param named before any task runs; ``plan`` checks them together."""
+    # RFC 3339 with a time zone, as a pattern: JSON schema's "format" is only advisory in Airflow's validation.
+    moment = {
+        "type": ["null", "string"],
+        "format": "date-time",
+        "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$",
+    }
+    return {
+        "streams": Param(
+            [],
+            type="array",
+            items={"type": "string", "enum": list(keys)},
+            uniqueItems=True,
+            description="Sync only these streams (all when empty). An Airbyte connection syncs all its streams.",
+        ),
+        "window_start": Param(
+            None, **moment, description="Backfill: deliver again what changed from this moment (with window_end)."
+        ),
+        "window_end": Param(None, **moment, description="Backfill: ... until this moment (exclusive)."),
+        "dry_run": Param(False, type="boolean", description="Log what would sync and how, and stop."),
+    }
+
+
 def extract_dag(cadence: str, specs: Sequence[StreamSpec], module_doc: str) -> DAG:
     """The extract DAG of the streams that share one frequency."""
     schedule = parse_frequency(specs[0].frequency)
@@ -71,7 +97,11 @@ def extract_dag(cadence: str, specs: Sequence[StreamSpec], module_doc: str) -> D
         },
         tags=["crm", "extract", cadence, *sorted({s.source for s in specs})],
         doc_md=_doc(cadence, specs, module_doc),
+        params=extract_params(keys),
     ) as dag:
+        planned = plan(keys)
+        connections, streams = airbyte_connections(keys), simulated_streams(keys)
+        planned >> [connections, streams]
         airbyte = CrmAirbyteSyncOperator.partial(
             task_id="airbyte_sync",
             airbyte_conn_id=AIRBYTE_CONN_ID,
@@ -80,11 +110,11 @@ def extract_dag(cadence: str, specs: Sequence[StreamSpec], module_doc: str) -> D
             execution_timeout=SYNC_TIMEOUT,
             timeout=SYNC_TIMEOUT.total_seconds(),
             map_index_template="{{ task.connection_variable }}",
-        ).expand_kwargs(airbyte_connections(keys))
-        simulated = sync_stream.override(task_id="simulate_sync").expand(stream_key=simulated_streams(keys))
+        ).expand_kwargs(connections)
+        simulated = sync_stream.override(task_id="simulate_sync").expand(stream_key=streams)
         batches = collect_batches.override(task_id="batches")([airbyte.task_id, simulated.operator.task_id])
         [airbyte, simulated] >> batches
         gates = [gate_raw.override(task_id=f"gate__{s.source}__{s.stream}")(s.key, batches) for s in specs]
         gates >> admit(batches)
-        gates >> held_back(batches)
+        gates >> held_back(batches, keys)
     return dag

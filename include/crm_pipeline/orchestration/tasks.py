@@ -27,7 +27,7 @@ RAW_BATCHES_ALIAS = "crm_raw_batches"  # admit emits the stream assets (airbyte:
 @task(pool="warehouse", map_index_template="{{ crm_stream }}")
 def sync_stream(stream_key: str) -> dict[str, Any]:
     """Sync one stream from the local CRM simulator into its raw table (the embedded default source)."""
-    from crm_pipeline.sources.simulator.sync import parse_faults, run_sync
+    from crm_pipeline.sources.simulator.sync import BackfillWindowError, parse_faults, run_sync
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     get_current_context()["crm_stream"] = stream_key  # type: ignore[typeddict-unknown-key]  # the map index's name
@@ -36,8 +36,23 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
     scale = Variable.get("crm_simulator_scale", default="S")
     faults = parse_faults(Variable.get("crm_simulator_faults", default=""))
     dirt_rate = float(Variable.get("crm_simulator_dirt_rate", default="0.05"))
+    params = get_current_context().get("params") or {}
+    window = None
+    if params.get("window_start"):  # a backfill; ``plan`` checked the pair
+        window = (datetime.fromisoformat(params["window_start"]), datetime.fromisoformat(params["window_end"]))
     with connect(task_warehouse_url()) as conn:
-        result = run_sync(conn, spec, seed=seed, scale=scale, faults=faults, dirt_rate=dirt_rate)  # type: ignore[arg-type]
+        try:
+            result = run_sync(
+                conn,
+                spec,
+                seed=seed,
+                scale=scale,
+                faults=faults,
+                dirt_rate=dirt_rate,
+                window=window,  # type: ignore[arg-type]
+            )
+        except BackfillWindowError as bad_window:  # names the stream and the param; retrying cannot help
+            raise AirflowFailException(str(bad_window)) from None
     return result.summary()
 
 
@@ -71,15 +86,19 @@ def admit(batches: dict[str, Any]) -> dict[str, str]:
     """Admit this run's judged batches to the transform: emit the asset of every stream whose batch passed or was
     quarantined (``airbyte://<source>/<stream>``, through the alias ``crm_raw_batches``), all at once, so the
     transform starts once per extract run, after every gate, and only for streams that brought data it may read.
+    Every batch of the run, admitted or not, goes to the run audit (``crm_audit.stream_runs``).
 
     A stopped batch (its gate failed) or an unjudged one (its gate crashed) emits nothing; staging would not read
     its rows anyway (``gated_source`` reads judged batches only). ``held_back`` makes such a run red."""
+    from crm_pipeline.monitoring.run_audit import record_stream_runs
     from crm_pipeline.quality.raw_gate import verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
+    context = get_current_context()
     with connect(task_warehouse_url()) as conn:
         judged = verdicts(conn, _sync_ids(batches))
-    events = get_current_context()["outlet_events"][AssetAlias(RAW_BATCHES_ALIAS)]
+        record_stream_runs(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], batches=batches)
+    events = context["outlet_events"][AssetAlias(RAW_BATCHES_ALIAS)]
     catalogue = default_catalogue()
     for stream, verdict in sorted(judged.items()):
         if verdict != "stopped":
@@ -88,24 +107,27 @@ def admit(batches: dict[str, Any]) -> dict[str, str]:
 
 
 @task(pool="warehouse", trigger_rule="all_done", on_failure_callback=[])
-def held_back(batches: dict[str, Any]) -> list[str]:
-    """Fail the run when a batch was not admitted (stopped by its gate, or never judged), so the run shows red
-    once the other streams went through.
+def held_back(batches: dict[str, Any], stream_keys: list[str]) -> list[str]:
+    """Fail the run when a selected stream was not admitted: its sync failed (no batch), its gate stopped the
+    batch, or its gate never judged it. The run then shows red once the other streams went through.
 
-    Needed because a run's state follows its leaf tasks, and the gates are not leaves: ``admit`` follows them.
-    No alert of its own (the gate that failed already sent one)."""
+    Needed because a run's state follows its leaf tasks, and the syncs and gates are not leaves. No alert of its
+    own (the sync or gate that failed already sent one)."""
+    from crm_pipeline.orchestration.airbyte import selected_streams
     from crm_pipeline.quality.raw_gate import verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     with connect(task_warehouse_url()) as conn:
         judged = verdicts(conn, _sync_ids(batches))
+    missing = sorted(set(selected_streams(stream_keys)) - set(batches))
     stopped = sorted(s for s, verdict in judged.items() if verdict == "stopped")
     unjudged = sorted(set(batches) - set(judged))
-    problems = [f"stopped by their raw gates: {', '.join(stopped)}"] if stopped else []
+    problems = [f"no batch (their syncs failed): {', '.join(missing)}"] if missing else []
+    problems += [f"stopped by their raw gates: {', '.join(stopped)}"] if stopped else []
     problems += [f"never judged (their gates failed): {', '.join(unjudged)}"] if unjudged else []
     if problems:
-        raise AirflowFailException(f"batches held back from the transform, {'; '.join(problems)} (see those gates)")
-    return stopped + unjudged
+        raise AirflowFailException(f"streams held back from the transform, {'; '.join(problems)}")
+    return []
 
 
 def stream_assets(specs: Sequence[StreamSpec]) -> AssetAny:

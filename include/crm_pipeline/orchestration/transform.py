@@ -56,7 +56,8 @@ def _layer(group_id: str, select: str, tooltip: str) -> DbtTaskGroup:
             # A test over two models (relationships) runs once both exist, not after the first of them.
             should_detach_multiple_parents_tests=True,
         ),
-        operator_args={"install_deps": False},
+        # The DAG's ``full_refresh`` param: rebuild incremental models and snapshots from scratch.
+        operator_args={"install_deps": False, "full_refresh": "{{ params.get('full_refresh', False) }}"},
     )
 
 

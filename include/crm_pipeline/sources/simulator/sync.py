@@ -100,6 +100,8 @@ class SyncResult:
             "rows": self.rows,
             "window_end": self.window_end.isoformat(),
             "faults": list(self.faults),
+            "source": "simulator",
+            "started_at": self.extracted_at.isoformat(),
         }
 
 
@@ -229,11 +231,14 @@ def run_sync(
     faults: tuple[Fault, ...] = (),
     sync_id: int | None = None,
     progress: Callable[[int], None] | None = None,
+    window: tuple[datetime, datetime] | None = None,
 ) -> SyncResult:
     """Run the next sync of ``spec`` against the simulated company and write it to the raw table.
 
     ``sync_id``: the id to stamp (the Airbyte API double passes its job id, as Airbyte does); by default the next
-    value of the simulator's own sequence. ``progress`` is called with row counts as they stream (a progress bar)."""
+    value of the simulator's own sequence. ``progress`` is called with row counts as they stream (a progress bar).
+    ``window``: a backfill: deliver again what changed in ``[start, end)`` of already synced history, as a batch of
+    its own, without moving the stream's clock (a full-refresh stream delivers its whole table, as always)."""
     generate = GENERATORS[spec.source]
     with ddl_transaction(conn):
         for stmt in split_script(STATE_DDL):
@@ -247,11 +252,16 @@ def run_sync(
         syncs, since, generation = row if row else (0, None, 1)
         until = EPOCH if since is None else since + _interval(spec)
         number = syncs + 1
+        backfill = window is not None and spec.sync_mode != "full_refresh_overwrite"
+        if backfill:
+            until = _backfill_end(spec, window, since)  # type: ignore[arg-type]
         if sync_id is None:
             sync_id = conn.execute("select nextval('crm_simulator.sync_ids')").fetchone()[0]  # type: ignore[index]
         extracted_at = datetime.now(UTC)
         world = World(seed, scale)
         window_start = None if spec.sync_mode == "full_refresh_overwrite" else since
+        if backfill:
+            window_start = window[0]  # type: ignore[index]
         active = [f for f in faults if f.stream == spec.key and f.sync in (None, number)]
         kinds = {f.kind for f in active}
         target = (
@@ -264,7 +274,7 @@ def run_sync(
         with tempfile.TemporaryFile("w+") as truth:  # ground-truth rows, spooled to disk: bounded memory
             key = spec.primary_key[0]
 
-            resend = spec.sync_mode == "incremental_append" and since is not None
+            resend = spec.sync_mode == "incremental_append" and since is not None and not backfill
             in_window: set[Any] = set()
 
             def emitted() -> Iterator[dict[str, Any]]:
@@ -283,7 +293,7 @@ def run_sync(
                             yield record
 
             batch = SyncBatch(sync_id=sync_id, extracted_at=extracted_at, generation_id=generation)
-            rng = rng_for(seed, spec.key, "raw_ids", number)
+            rng = rng_for(seed, spec.key, "raw_ids", *(("backfill", sync_id) if backfill else (number,)))
             naive = "naive_timestamps" in kinds
 
             def rows() -> Iterator[tuple[Any, ...]]:
@@ -299,13 +309,33 @@ def run_sync(
                 progress(written % 2000)
             if identity_kind is not None:
                 _store_identity(conn, truth)
-        conn.execute(
-            "insert into crm_simulator.sync_state as s (stream, syncs, synced_until, generation_id)"
-            " values (%s, %s, %s, %s) on conflict (stream) do update"
-            " set syncs = excluded.syncs, synced_until = excluded.synced_until",
-            (spec.key, number, until, generation),
-        )
+        if not backfill:
+            conn.execute(
+                "insert into crm_simulator.sync_state as s (stream, syncs, synced_until, generation_id)"
+                " values (%s, %s, %s, %s) on conflict (stream) do update"
+                " set syncs = excluded.syncs, synced_until = excluded.synced_until",
+                (spec.key, number, until, generation),
+            )
     return SyncResult(spec.key, sync_id, number, written, window_start, until, extracted_at, tuple(sorted(kinds)))
+
+
+class BackfillWindowError(ValueError):
+    """A backfill window the stream cannot serve; the message names the stream and the param."""
+
+
+def _backfill_end(spec: StreamSpec, window: tuple[datetime, datetime], synced_until: datetime | None) -> datetime:
+    """The end of a backfill window, checked: it must lie within history the stream has already synced."""
+    start, end = window
+    if synced_until is None:
+        raise BackfillWindowError(f"{spec.key}: nothing synced yet, so no history to backfill; run a normal sync first")
+    if not start < end:
+        raise BackfillWindowError(f"{spec.key}: backfill window_start {start.isoformat()} must be before window_end")
+    if end > synced_until:
+        raise BackfillWindowError(
+            f"{spec.key}: backfill window_end {end.isoformat()} is after the stream's synced history, which ends at"
+            f" {synced_until.isoformat()}"
+        )
+    return end
 
 
 def _store_identity(conn: psycopg.Connection, truth: Any) -> None:
