@@ -48,7 +48,7 @@ def probe() -> dict[str, Any]:
 def test_no_import_errors(probe: dict[str, Any]) -> None:
     assert probe["import_errors"] == {}
     extract = {"crm_extract_hourly", "crm_extract_every_6h", "crm_extract_daily"}
-    assert set(probe["dags"]) == extract | {"crm_transform", "crm_monitor"}
+    assert set(probe["dags"]) == extract | {"crm_transform", "crm_monitor", "crm_replay"}
 
 
 def test_parsing_opens_no_socket_and_runs_no_subprocess(probe: dict[str, Any]) -> None:

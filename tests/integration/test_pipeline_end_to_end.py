@@ -9,10 +9,14 @@ audit leaves the published marts exactly as they were.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -143,6 +147,47 @@ def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, f
     assert all(expected_warning(rule, severity) for rule, severity in failed.items()), failed
 
 
+def lineage(events: Path, database: str) -> dict[str, tuple[set[str], set[str]]]:
+    """Job → (input datasets, output datasets) from the OpenLineage events of completed tasks, for the tables of
+    one warehouse database (events of every test go to one file)."""
+    jobs: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+    for line in events.read_text().splitlines():
+        event = json.loads(line)
+        if event["eventType"] != "COMPLETE":
+            continue
+        inputs, outputs = jobs[event["job"]["name"]]
+        inputs.update(d["name"] for d in event.get("inputs", []) if d["name"].startswith(database + "."))
+        outputs.update(d["name"] for d in event.get("outputs", []) if d["name"].startswith(database + "."))
+    return dict(jobs)
+
+
+def test_lineage_runs_from_the_sync_to_the_published_mart(local_airflow, first_run) -> None:
+    """OpenLineage events (file transport) join up: the sync writes the raw table its gate and its staging model
+    read, and the chain of dbt models (reported by Cosmos) leads to the table publish swaps in for analysts."""
+    warehouse, runs = first_run
+    assert not failed_runs(runs)
+    db = warehouse.database
+    jobs = lineage(local_airflow.home / "openlineage" / "events.jsonl", db)
+    raw = f"{db}.raw_hubspot.contacts"
+    assert raw in jobs[f"{CONTACTS_DAG}.simulate_sync"][1]
+    gate_inputs, gate_outputs = jobs[f"{CONTACTS_DAG}.gate__hubspot__contacts"]
+    assert gate_inputs == {raw}
+    assert {f"{db}.crm_audit.quarantine", f"{db}.crm_audit.batch_verdicts"} <= gate_outputs
+    staging = f"{TRANSFORM_DAG_ID}.transform.staging.stg_hubspot__contacts_model_build"
+    assert raw in jobs[staging][0] and f"{db}.staging.stg_hubspot__contacts" in jobs[staging][1]
+    publish = jobs[f"{TRANSFORM_DAG_ID}.publish_marts"]
+    assert f"{db}.marts_build.dim_contacts" in publish[0] and f"{db}.marts.dim_contacts" in publish[1]
+
+    reached, frontier = {raw}, [raw]
+    while frontier:
+        dataset = frontier.pop()
+        for inputs, outputs in jobs.values():
+            if dataset in inputs:
+                frontier += [o for o in outputs - reached]
+                reached |= outputs
+    assert f"{db}.marts.dim_contacts" in reached, "raw table → staging → intermediate → marts_build → marts"
+
+
 def test_a_stopped_batch_fails_its_gate_while_the_other_streams_reach_the_marts(
     local_airflow, first_run, alert_receivers
 ) -> None:
@@ -152,7 +197,12 @@ def test_a_stopped_batch_fails_its_gate_while_the_other_streams_reach_the_marts(
     hubspot_before = hubspot_contact_ids(warehouse)
 
     fault = '[{"stream": "hubspot.contacts", "kind": "empty_batch", "sync": 2}]'
-    runs = local_airflow.pipeline(warehouse, alert_receivers.env(), **{**VARIABLES, "crm_simulator_faults": fault})
+    runs = {  # the contacts' extract DAG, then the transform (the other extract DAGs have nothing to show here)
+        dag_id: local_airflow.dags_test(
+            dag_id, warehouse, alert_receivers.env(), **{**VARIABLES, "crm_simulator_faults": fault}
+        )
+        for dag_id in (CONTACTS_DAG, TRANSFORM_DAG_ID)
+    }
     assert set(failed_runs(runs)) == {CONTACTS_DAG}, "a stopped batch fails its extract run, so people see it"
     second = runs[CONTACTS_DAG]
     _the_alerts_name_the_stream_rule_task_and_log(alert_receivers, second.run_id)
@@ -208,9 +258,8 @@ def test_a_failed_mart_audit_leaves_the_published_marts_as_they_were(local_airfl
     with psycopg.connect(warehouse.libpq()) as conn:
         conn.execute("delete from raw_hubspot.contacts where id::bigint % 4 <> 0")
 
-    runs = local_airflow.pipeline(warehouse, **VARIABLES)
-    assert set(failed_runs(runs)) == {TRANSFORM_DAG_ID}, "every batch passes its gate; the build is what is wrong"
-    second = runs[TRANSFORM_DAG_ID]
+    second = local_airflow.dags_test(TRANSFORM_DAG_ID, warehouse, **VARIABLES)
+    assert second.returncode != 0, "the raw table is what the source sent; the build from it must not be published"
     states = local_airflow.task_states(TRANSFORM_DAG_ID, second.run_id)
     assert states["transform.marts.dim_contacts_model_build"] == "success", "the build itself works"
     assert states["audit_marts"] == "failed"
@@ -222,3 +271,38 @@ def test_a_failed_mart_audit_leaves_the_published_marts_as_they_were(local_airfl
         assert published.fetchone()[0] == 0  # type: ignore[index]
         shrunk = conn.execute("select count(*) from marts_build.dim_contacts").fetchone()[0]  # type: ignore[index]
     assert 0 < shrunk < 0.9 * len(mart_rows(warehouse)), "the rejected build is kept aside for inspection"
+
+
+def test_a_replay_resyncs_one_stream_from_scratch_behind_its_guard_rails(local_airflow, first_run) -> None:
+    """Replay refuses a confirmation that does not repeat the stream, and a stream whose extract DAG has a run
+    queued; then empties the raw table, resyncs it whole, gates it, admits it, and the transform publishes again."""
+    warehouse, _ = first_run
+    replay = {"stream": "hubspot.contacts", "confirm": "hubspot.contacts"}
+    refused = local_airflow.dags_test("crm_replay", warehouse, conf={**replay, "confirm": "contacts"}, **VARIABLES)
+    assert refused.returncode != 0
+    assert "param confirm must repeat the stream to replay ('hubspot.contacts'), got 'contacts'" in refused.log
+
+    env = local_airflow.env(warehouse, VARIABLES)
+    trigger = [str(Path(sys.executable).parent / "airflow"), "dags", "trigger", CONTACTS_DAG]
+    assert subprocess.run(trigger, env=env, capture_output=True, check=False, timeout=300).returncode == 0
+    busy = local_airflow.dags_test("crm_replay", warehouse, conf=replay, **VARIABLES)
+    assert busy.returncode != 0
+    assert f"{CONTACTS_DAG} has 1 run(s) queued or running: replay hubspot.contacts after them" in busy.log
+    with psycopg.connect(local_airflow.metadata.libpq()) as conn:  # no scheduler here: retire the queued run
+        conn.execute("update dag_run set state = 'failed' where dag_id = %s and state = 'queued'", (CONTACTS_DAG,))
+
+    run = local_airflow.dags_test("crm_replay", warehouse, conf=replay, **VARIABLES)
+    assert run.returncode == 0, run.log[-3000:]
+    states = local_airflow.task_states("crm_replay", run.run_id)
+    assert set(states.values()) == {"success"}, states
+    assert local_airflow.asset_events("crm_replay", run.run_id) == {"airbyte://hubspot/contacts": "admit"}
+    with psycopg.connect(warehouse.libpq()) as conn:
+        (syncs,) = conn.execute("select syncs from crm_simulator.sync_state where stream = 'hubspot.contacts'")
+        batches = conn.execute("select count(distinct _airbyte_meta ->> 'sync_id') from raw_hubspot.contacts")
+        assert (syncs, batches.fetchone()) == ((1,), (1,)), "one batch: the whole history, the clock back at sync 1"
+
+    transform = local_airflow.dags_test(TRANSFORM_DAG_ID, warehouse, **VARIABLES)
+    assert transform.returncode == 0, transform.log[-3000:]  # audited (reconciled with raw to the cent), published
+    with psycopg.connect(warehouse.libpq()) as conn:
+        published = conn.execute("select count(*) from crm_audit.publishes where run_id = %s", (transform.run_id,))
+        assert published.fetchone() == (1,)

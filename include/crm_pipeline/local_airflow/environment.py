@@ -9,6 +9,7 @@ warehouse server, the warehouse connection from the resolved warehouse URL, dbt 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import sys
@@ -53,6 +54,8 @@ def airflow_environment(
     """Variables to add to ``os.environ`` for any Airflow command run locally."""
     venv_bin = str(Path(sys.executable).parent)
     dbt_dir = LOCAL_DIR / "dbt"
+    lineage_dir = airflow_home / "openlineage"
+    lineage_dir.mkdir(parents=True, exist_ok=True)  # the file transport does not create it
     return {
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
@@ -84,6 +87,11 @@ def airflow_environment(
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DO_NOT_TRACK": "1",
+        # OpenLineage: every task's lineage event, appended to a file beside the logs (docs/operations.md).
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "crm",
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(lineage_dir / "events.jsonl"), "append": True}
+        ),
         # GX: no analytics calls (its contexts are ephemeral; nothing is written to disk).
         "GX_ANALYTICS_ENABLED": "False",
         "CRM_PROJECT_DIR": str(PROJECT_DIR),

@@ -21,6 +21,7 @@ from airflow.sdk import Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
+from crm_pipeline.lineage import report_tables
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 
 LOG = logging.getLogger(__name__)  # task logs capture it
@@ -94,8 +95,11 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
 
     def _finish(self, context: Any, job_id: int) -> dict[str, dict[str, Any]]:
         """Record the succeeded job; each stream's batch is the job's rows (its id is their ``sync_id``)."""
+        from crm_pipeline.warehouse.locate import task_warehouse_url
+
         store_airbyte_job(self.connection_variable, job_id, context["run_id"])
         specs = connection_groups()[self.connection_variable]
+        report_tables(task_warehouse_url(), outputs=[(s.raw_schema, s.stream) for s in specs])
         ti = context.get("ti")
         started = ti.start_date.isoformat() if ti is not None and ti.start_date else None
         return {s.key: {"stream": s.key, "sync_id": job_id, "source": "airbyte", "started_at": started} for s in specs}

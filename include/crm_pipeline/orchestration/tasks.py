@@ -14,6 +14,7 @@ from airflow.sdk import Asset, AssetAlias, AssetAny, Variable, get_current_conte
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.lineage import report_tables
 
 if TYPE_CHECKING:
     from crm_pipeline.catalogue import StreamSpec
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 MARTS_ASSET = "crm://warehouse/marts"  # emitted when a new version of the marts is published
 RAW_BATCHES_ALIAS = "crm_raw_batches"  # admit emits the stream assets (airbyte://<source>/<stream>) through it
+# What a raw gate writes, besides reading its raw table (OpenLineage).
+GATE_OUTPUTS = [("crm_audit", t) for t in ("gate_results", "validation_results", "quarantine", "batch_verdicts")]
 
 
 @task(pool="warehouse", map_index_template="{{ crm_stream }}")
@@ -40,7 +43,8 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
     window = None
     if params.get("window_start"):  # a backfill; ``plan`` checked the pair
         window = (datetime.fromisoformat(params["window_start"]), datetime.fromisoformat(params["window_end"]))
-    with connect(task_warehouse_url()) as conn:
+    url = task_warehouse_url()
+    with connect(url) as conn:
         try:
             result = run_sync(
                 conn,
@@ -53,6 +57,7 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
             )
         except BackfillWindowError as bad_window:  # names the stream and the param; retrying cannot help
             raise AirflowFailException(str(bad_window)) from None
+    report_tables(url, outputs=[(spec.raw_schema, spec.stream)])
     return result.summary()
 
 
@@ -71,6 +76,7 @@ def gate_raw(stream_key: str, batches: dict[str, Any], run_id: str | None = None
     url = task_warehouse_url()
     with connect(url) as conn:
         verdict = judge_batch(url, conn, spec, sync_id, run_id=run_id or "", now=datetime.now(UTC))
+    report_tables(url, inputs=[(spec.raw_schema, spec.stream)], outputs=GATE_OUTPUTS)
     if verdict.verdict == "stopped":
         raise AirflowFailException(verdict.message())
     return verdict.summary()
@@ -170,8 +176,15 @@ def audit_marts(run_id: str | None = None) -> list[dict[str, Any]]:
 def publish_marts(run_id: str | None = None) -> dict[str, Any]:
     """Swap the audited marts in for analysts, atomically (``warehouse/publish.py``)."""
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
+    from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
     from crm_pipeline.warehouse.publish import publish_marts as publish
 
-    with connect(task_warehouse_url()) as conn:
+    url = task_warehouse_url()
+    with connect(url) as conn:
         published = publish(conn, run_id)
+    report_tables(
+        url,
+        inputs=[(BUILD_SCHEMA, table) for table in published.tables],
+        outputs=[(PUBLISHED_SCHEMA, table) for table in published.tables],
+    )
     return {"tables": list(published.tables), "rows": published.row_counts}
