@@ -16,17 +16,14 @@ CAUSES = {
     "what PostgreSQL spends parsing the same row from COPY text; the write path itself (COPY through psycopg 3, "
     "upsert for deduped streams) is a small share. Closing the gap needs record generation outside per-row Python "
     "(vectorised or pre-rendered), tracked in issue #8.",
-    "P4": "A cProfile of the DagBag (1.75 s under the profiler) splits it into imports, about 0.9 s (Airflow's SDK, "
-    "Cosmos, the Airbyte provider), and Cosmos rendering the four layer task groups, about 0.7 s (0.39 s for the "
-    "first, which loads the manifest). Candidates: one manifest load shared by the four groups, and lazier "
-    "provider imports (issue #8).",
-    "P5m": "GX reads a query asset's columns by executing the query itself (the column-reflection fallback for "
-    "a TextClause in great_expectations/expectations/metrics/util.py), and psycopg2's client-side cursor buffers "
-    "every row of the batch; any column expectation triggers it. Measured per rule at scale M: 257 MiB without it, "
-    "431 MiB with it. Server-side cursors (stream_results) remove it but break GX's other queries (\"named cursor "
-    "isn't valid anymore\"); the fix to try next is a table asset over a per-batch view (issue #5).",
-    "P5": "Gate time is noisy here (17 s and 26 s in two runs at M) and part of it is the batch buffering that "
-    "P5m describes.",
+    "P4": "The bag holds seven DAGs now (three extract DAGs, transform, monitor, replay); with one (crm_elt) it took "
+    "1.26 s and 1.33 s in earlier runs of 2026-11-24, and one repetition varies by a few tenths. A cProfile of the "
+    "one-DAG bag (1.75 s under the profiler) split it into imports, about 0.9 s (Airflow's SDK, Cosmos, the Airbyte "
+    "provider), and Cosmos rendering the four layer task groups, about 0.7 s (0.39 s for the first, which loads the "
+    "manifest). Candidates: one manifest load shared by the four groups, and lazier provider imports (issue #8).",
+    "P5m": "A gate's memory follows its batch again: something in GX materialises rows in Python (see "
+    "docs/performance.md for the query-asset case that caused it before).",
+    "P5": "Gate time is noisy here (17 s and 26 s in two runs at M before the batch-view change).",
 }
 
 
