@@ -115,7 +115,7 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
             self.log.warning("could not record Airbyte job %s in crm_audit.airbyte_jobs", job_id, exc_info=True)
 
 
-def _configured_connections(stream_keys: Collection[str]) -> dict[str, str]:
+def configured_connections(stream_keys: Collection[str]) -> dict[str, str]:
     """``{connection variable: Airbyte connection id}`` for the streams' connections whose Variable is set."""
     ids = {variable: Variable.get(variable, default="").strip() for variable in connection_groups(stream_keys)}
     return {variable: connection_id for variable, connection_id in ids.items() if connection_id}
@@ -136,7 +136,7 @@ def airbyte_connections(stream_keys: list[str]) -> list[dict[str, str]]:
     """
     return [
         {"connection_variable": variable, "connection_id": connection_id}
-        for variable, connection_id in _configured_connections(selected_streams(stream_keys)).items()
+        for variable, connection_id in configured_connections(selected_streams(stream_keys)).items()
     ]
 
 
@@ -144,7 +144,7 @@ def airbyte_connections(stream_keys: list[str]) -> list[dict[str, str]]:
 def simulated_streams(stream_keys: list[str]) -> list[str]:
     """The selected streams whose connection has no Airbyte connection id: the simulator syncs them, one task each."""
     keys = selected_streams(stream_keys)
-    configured = _configured_connections(keys)
+    configured = configured_connections(keys)
     groups = connection_groups(keys)
     return [s.key for variable, specs in groups.items() if variable not in configured for s in specs]
 
@@ -164,7 +164,7 @@ def plan(stream_keys: list[str]) -> bool:
         if not window["window_start"] < window["window_end"]:
             raise AirflowFailException(f"param window_start ({start}) must be before window_end ({end})")
     keys = selected_streams(stream_keys)
-    configured = _configured_connections(keys)
+    configured = configured_connections(keys)
     if start is not None and configured:
         raise AirflowFailException(
             f"a backfill window applies to simulated streams only; {', '.join(sorted(configured))} sync through"

@@ -22,7 +22,7 @@ ACTIVE = ["queued", "running"]
 @task(pool="warehouse")
 def guard() -> str:
     """The stream to replay, once every guard rail holds; fails naming the one that does not."""
-    from crm_pipeline.orchestration.airbyte import _configured_connections
+    from crm_pipeline.orchestration.airbyte import configured_connections
 
     context = get_current_context()
     params = context.get("params") or {}
@@ -30,7 +30,7 @@ def guard() -> str:
     if confirm != stream:
         raise AirflowFailException(f"param confirm must repeat the stream to replay ({stream!r}), got {confirm!r}")
     spec = default_catalogue().get(str(stream))
-    if configured := _configured_connections([spec.key]):
+    if configured := configured_connections([spec.key]):
         (variable,) = configured
         raise AirflowFailException(
             f"{spec.key} syncs through Airbyte ({variable}): clear the stream in Airbyte, then run its extract DAG"
