@@ -10,7 +10,7 @@ CRM := $(BIN)/crm
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: help venv demo bench test lint unit integration manifest docs gx-docs report up down status warehouse-up warehouse-down \
+.PHONY: help venv browser demo bench test test-quick lint unit integration manifest docs gx-docs report up down status warehouse-up warehouse-down \
         psql lock dockerfile-lint image-replay clean
 
 help: ## list the targets
@@ -33,14 +33,14 @@ demo: venv ## set everything up, run the pipeline end to end, print a summary
 bench: venv ## measure against the bare tools and write BENCHMARKS.md (SCALE=S|M|L, REPEAT=3)
 	@$(CRM) bench --scale $(or $(SCALE),M) --repeat $(or $(REPEAT),3)
 
-test: venv lint image-replay ## lint, replay the image build, then unit, DAG and integration tests (real PostgreSQL, Airflow, dbt, GX)
+test: venv browser lint image-replay ## lint, replay the image build, then unit, DAG and integration tests (real PostgreSQL, Airflow, dbt, GX)
 	@$(CRM) manifest >/dev/null
 	@$(BIN)/pytest
 
 lint: venv dockerfile-lint ## ruff and sqlfluff
 	@echo "==> ruff"
-	@$(BIN)/ruff check include dags tests
-	@$(BIN)/ruff format --check include dags tests
+	@$(BIN)/ruff check include dags plugins tests
+	@$(BIN)/ruff format --check include dags plugins tests
 	@echo "==> sqlfluff"
 	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros --disable-progress-bar --nocolor
 
@@ -51,6 +51,10 @@ dockerfile-lint: venv ## hadolint the Dockerfile (the image cannot be built here
 image-replay: venv ## replay the Dockerfile's steps without Docker: pip install of the lock, RUN steps, DAG parse
 	@echo "==> replaying the image build (first time: pip installs the lock, about 90 s)"
 	@$(BIN)/python -m crm_pipeline.image_replay
+
+test-quick: venv ## everything make test runs but the real-scheduler tier (marked slow): the edit-test loop
+	@$(CRM) manifest >/dev/null
+	@$(BIN)/pytest -m "not slow"
 
 unit: venv ## only the fast tests
 	@$(BIN)/pytest -m "not integration"
@@ -70,6 +74,14 @@ gx-docs: venv ## build the GX Data Docs site of the latest gate runs (.local/gx/
 
 report: venv ## write the pipeline health page (freshness, gate verdicts, volumes) to .local/report/health.html
 	@$(CRM) report
+
+browser: ## install Debian's Chromium (headless screenshots and UI tests) when it is missing: apt, as root
+	@command -v chromium >/dev/null && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then echo "Chromium is missing: sudo apt-get install chromium (Debian's package)"; exit 1; fi; \
+	echo "==> installing Debian's chromium (first time: about a minute)"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 up: venv ## start Airflow (api-server, scheduler, dag-processor, triggerer) and print the UI URL
 	@$(CRM) up

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
-from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
+from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE, dag_alerts
 from crm_pipeline.orchestration.monitor import check_freshness, health_page
 
 
@@ -29,6 +29,7 @@ from crm_pipeline.orchestration.monitor import check_freshness, health_page
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **dag_alerts(within=timedelta(minutes=15)),
     tags=["crm", "monitoring"],
     doc_md=__doc__,
 )

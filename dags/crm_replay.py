@@ -11,10 +11,12 @@ incremental facts compare every row, so the result equals a full refresh).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, dag
 
 from crm_pipeline.catalogue import default_catalogue
-from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
+from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE, dag_alerts
 from crm_pipeline.orchestration.replay import as_batches, guard, reset
 from crm_pipeline.orchestration.tasks import admit, gate_raw, sync_stream
 
@@ -28,6 +30,7 @@ STREAMS = [spec.key for spec in default_catalogue().enabled()]
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **dag_alerts(within=timedelta(hours=3), recovery=False),
     tags=["crm", "maintenance"],
     doc_md=__doc__,
     params={

@@ -17,6 +17,7 @@ from psycopg import sql
 
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.local_airflow.runner import VENV_BIN, LocalStack
+from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
 from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.quality.marts import MART_GATES
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -42,7 +43,7 @@ def run_dag_test(stack: LocalStack, dag_id: str) -> tuple[int, Path]:
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [str(VENV_BIN / "airflow"), "dags", "test", dag_id],
-            env=stack.env,
+            env={**stack.env, **DAGS_TEST_ENVIRONMENT},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -21,3 +21,7 @@ class CatalogueError(CrmPipelineError):
 
 class AirflowSettingsError(CrmPipelineError):
     """``airflow_settings.yaml`` is malformed; the message names the entry."""
+
+
+class BrowserMissingError(CrmPipelineError):
+    """No Chromium to render pages with; the message says how to install Debian's."""

@@ -25,6 +25,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from crm_pipeline.local_airflow.environment import airflow_environment
+from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
 from crm_pipeline.orchestration.extract import pipeline_dag_ids
 from crm_pipeline.warehouse.locate import drop_database, ensure_database, resolve_warehouse_url
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -98,7 +99,7 @@ class LocalAirflow:
         """``airflow dags test`` of one DAG, with ``conf`` as the run's params."""
         proc = subprocess.run(
             [str(VENV_BIN / "airflow"), "dags", "test", dag_id, *(["-c", json.dumps(conf)] if conf else [])],
-            env={**self.env(warehouse, variables), **(extra_env or {})},
+            env={**self.env(warehouse, variables), **DAGS_TEST_ENVIRONMENT, **(extra_env or {})},
             capture_output=True,
             text=True,
             timeout=900,

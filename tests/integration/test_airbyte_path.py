@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 CONNECTION_ID = "9f6a1c1e-5b1f-4c7e-9d51-hubspot00001"
 VARIABLE = "airbyte_connection_hubspot_hourly"  # HubSpot's hourly streams (deals, engagements)
+NAMES = f"{VARIABLE} (streams hubspot.deals, hubspot.engagements)"  # how failure messages name the connection
 EXTRACT_DAG = extract_dag_id("hourly")
 TASK = f"airbyte_sync[{VARIABLE}]"
 
@@ -130,10 +131,10 @@ def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, 
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        ("fail", f"Airbyte sync of {VARIABLE} (job 1000) failed: Job failed"),
-        ("unauthorized", f"Airbyte sync of {VARIABLE} failed: Unexpected status code 401"),
-        ("unknown_status", f"Airbyte sync of {VARIABLE} (job 1000) ended error: Response validation"),
-        ("hang", f"Airbyte sync of {VARIABLE} (job 1000) ended error: timed out"),
+        ("fail", f"Airbyte sync of {NAMES}, job 1000 failed: Job failed"),
+        ("unauthorized", f"Airbyte sync of {NAMES} failed: Unexpected status code 401"),
+        ("unknown_status", f"Airbyte sync of {NAMES}, job 1000, ended error: Response validation"),
+        ("hang", f"Airbyte sync of {NAMES}, job 1000, ended error: timed out"),
     ],
 )
 def test_failed_unauthorised_unknown_and_hung_jobs_fail_the_task_clearly(
@@ -152,7 +153,7 @@ def test_failed_unauthorised_unknown_and_hung_jobs_fail_the_task_clearly(
 
 def test_timeout_cancels_the_airbyte_job(airbyte, task_env) -> None:
     airbyte.mode = "pending"
-    with pytest.raises(AirflowException, match="ended timeout: Job run 1000 has reached execution timeout"):
+    with pytest.raises(AirflowException, match="job 1000, ended timeout: Job run 1000 has reached execution timeout"):
         _run_operator(airbyte, execution_timeout=timedelta(seconds=2))
     (job_id,) = airbyte.jobs
     assert ("DELETE", f"/v1/jobs/{job_id}") in airbyte.requests

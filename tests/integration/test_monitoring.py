@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from crm_pipeline.browser import browser_page, screenshot_file
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.monitoring.freshness import check_freshness
-from crm_pipeline.monitoring.health_page import render_health_page
+from crm_pipeline.monitoring.health_page import render_health_page, write_health_page
 from crm_pipeline.monitoring.run_audit import ensure_run_audit, record_stream_runs
+from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
@@ -89,6 +92,27 @@ def test_the_health_page_shows_freshness_verdicts_and_volumes(warehouse: Warehou
     assert "<strong>92.3%</strong>" in page, "12 of 13 judged batches admitted"
     assert page.count("<polyline") == 2, "one volume line per source"
     assert "<script" not in page and "http" not in page.replace("http://www.w3.org", ""), "self-contained"
+
+
+def test_the_health_page_renders_in_a_browser(warehouse: WarehouseUrl, tmp_path: Path) -> None:
+    """Headless Chromium (Debian's) lays the page out with its three charts visible, and the full-page screenshot
+    is kept for people to look at: .local/screenshots/health-page.png (docs/images/health-page.png is one)."""
+    _audit(warehouse, NOW)
+    with psycopg.connect(warehouse.libpq()) as conn:
+        html = write_health_page(conn, default_catalogue().enabled(), tmp_path / "health.html", now=NOW)
+    shot = LOCAL_DIR / "screenshots" / "health-page.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with browser_page(width=1280) as page:
+        page.goto(html.as_uri())
+        for chart in ("freshness per stream", "gate verdicts per stream", "rows loaded per day"):
+            box = page.locator(f'svg[aria-label="{chart}"]').bounding_box()
+            assert box and box["width"] > 300 and box["height"] > 100, f"{chart} is laid out: {box}"
+        bars = page.locator('svg[aria-label="freshness per stream"] rect[fill="#c62828"]').count()
+        assert bars == 2, "two stale streams, drawn red"
+        assert page.locator("text=2 stale").count() >= 1
+    png = screenshot_file(html, shot).read_bytes()  # what `crm report --png` does
+    width, height = struct.unpack(">II", png[16:24])  # the PNG's IHDR chunk
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and width == 1280 and height > 900, (width, height)
 
 
 def test_the_monitor_dag_writes_the_page_and_alerts_on_stale_streams(

@@ -258,7 +258,8 @@ def test_a_failed_mart_audit_leaves_the_published_marts_as_they_were(local_airfl
     with psycopg.connect(warehouse.libpq()) as conn:
         conn.execute("delete from raw_hubspot.contacts where id::bigint % 4 <> 0")
 
-    second = local_airflow.dags_test(TRANSFORM_DAG_ID, warehouse, **VARIABLES)
+    # Raw changed behind the pipeline's back (no new verdict), so only a whole build sees it.
+    second = local_airflow.dags_test(TRANSFORM_DAG_ID, warehouse, conf={"models": "all"}, **VARIABLES)
     assert second.returncode != 0, "the raw table is what the source sent; the build from it must not be published"
     states = local_airflow.task_states(TRANSFORM_DAG_ID, second.run_id)
     assert states["transform.marts.dim_contacts_model_build"] == "success", "the build itself works"
@@ -306,3 +307,51 @@ def test_a_replay_resyncs_one_stream_from_scratch_behind_its_guard_rails(local_a
     with psycopg.connect(warehouse.libpq()) as conn:
         published = conn.execute("select count(*) from crm_audit.publishes where run_id = %s", (transform.run_id,))
         assert published.fetchone() == (1,)
+
+
+def all_mart_checksums(warehouse: WarehouseUrl) -> dict[str, str]:
+    with psycopg.connect(warehouse.libpq()) as conn:
+        tables = [r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'marts' order by 1")]
+        return {
+            table: conn.execute(
+                f"select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from marts.{table} t"
+            ).fetchone()[0]  # type: ignore[index]
+            for table in tables
+        }
+
+
+def test_a_transform_builds_only_what_changed_and_publishes_what_a_whole_build_would(local_airflow, first_run) -> None:
+    """Only HubSpot's owners arrive: the transform builds the nodes downstream of them, skips the rest and carries
+    their marts over; the published marts then equal those of a whole build (``models`` = ``all``) of the same
+    data, table by table."""
+    warehouse, _ = first_run
+    daily = extract_dag_id("daily")
+    extract = local_airflow.dags_test(daily, warehouse, conf={"streams": ["hubspot.owners"]}, **VARIABLES)
+    assert extract.returncode == 0, extract.log[-3000:]
+
+    selective = local_airflow.dags_test(TRANSFORM_DAG_ID, warehouse, **VARIABLES)
+    assert selective.returncode == 0, selective.log[-3000:]
+    with psycopg.connect(local_airflow.metadata.libpq()) as conn:
+        (arrived,) = conn.execute(
+            "select value from xcom where dag_id = %s and run_id = %s and task_id = 'arrived' and key = 'return_value'",
+            (TRANSFORM_DAG_ID, selective.run_id),
+        ).fetchone()
+    selection = (json.loads(arrived) if isinstance(arrived, str) else arrived)["selection"]
+    assert (selection["everything"], selection["streams"]) == (False, ["hubspot.owners"]), selection
+    assert selection["carried"], "marts nothing changed for are carried over, not rebuilt"
+    states = local_airflow.task_states(TRANSFORM_DAG_ID, selective.run_id)
+    dbt = {task: state for task, state in states.items() if task.startswith("transform.")}
+    assert dbt["transform.staging.stg_hubspot__owners_model_build"] == "success"
+    assert dbt["transform.marts.dim_owners_model_build"] == "success"
+    assert dbt["transform.staging.stg_salesforce__tasks_model_build"] == "skipped", "Salesforce tasks did not change"
+    assert set(dbt.values()) == {"success", "skipped"}, dbt
+    assert (states["audit_marts"], states["publish_marts"]) == ("success", "success")
+    built = {t for t, state in dbt.items() if state == "success" and t.endswith("_model_build")}
+    assert len(built) < len([t for t in dbt if t.endswith("_model_build")]), "some models were not rebuilt"
+    selected = all_mart_checksums(warehouse)
+
+    whole = local_airflow.dags_test(TRANSFORM_DAG_ID, warehouse, conf={"models": "all"}, **VARIABLES)
+    assert whole.returncode == 0, whole.log[-3000:]
+    states = local_airflow.task_states(TRANSFORM_DAG_ID, whole.run_id)
+    assert "skipped" not in states.values(), "models = all builds everything"
+    assert all_mart_checksums(warehouse) == selected, "the selective run published what a whole build does"

@@ -252,3 +252,6 @@ def test_a_person_lists_the_quarantine_and_releases_a_batch(gated) -> None:
     released = crm("release", "--stream", "salesforce.Lead", "--sync-id", str(lead.sync_id))
     assert f"quarantine entries of salesforce.Lead sync {lead.sync_id}: the next run reads them" in released
     assert f"salesforce.Lead  sync {lead.sync_id}" not in crm("list")
+    with psycopg.connect(warehouse.libpq()) as conn:
+        recorded = conn.execute("select stream, sync_id, rows_released > 0 from crm_audit.releases").fetchall()
+    assert recorded == [("salesforce.Lead", lead.sync_id, True)], "the next transform rebuilds the released stream"

@@ -1,5 +1,6 @@
 """What an alert says: which DAG, task and run failed, why (the task's own message: for a raw gate, the stream,
-the rules and a few failing keys), and where the log is. Secrets Airflow knows of are redacted."""
+the rules and a few failing keys), and where the log is; for a recovery or a missed deadline, the same of a run.
+Secrets Airflow knows of are redacted from every value."""
 
 from __future__ import annotations
 
@@ -24,12 +25,28 @@ class Alert:
         return f"<p>{escape(self.subject)}</p><table>{rows}</table>"
 
 
-def failure_alert(context: Any) -> Alert:
-    """The alert for a failed task instance, from its Airflow context."""
+def _redacted(subject: str, lines: tuple[tuple[str, str], ...]) -> Alert:
     from airflow.sdk.log import redact
 
+    return Alert(str(redact(subject)), tuple((label, str(redact(value))) for label, value in lines))
+
+
+def run_url(dag_id: str, run_id: str) -> str:
+    """The run's page in the Airflow UI (``[api] base_url``)."""
+    from urllib.parse import quote
+
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
+    return f"{base}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
+
+
+def failure_alert(context: Any) -> Alert:
+    """The alert for a failed task instance, from its Airflow context."""
     ti = context["ti"]
     task = ti.task_id if getattr(ti, "map_index", -1) in (None, -1) else f"{ti.task_id}[{ti.map_index}]"
+    if rendered := getattr(ti, "rendered_map_index", None):
+        task = f"{ti.task_id}[{rendered}]"
     reason = str(context.get("exception") or "no exception recorded").strip()[:MAX_REASON]
     lines = (
         ("DAG", ti.dag_id),
@@ -39,5 +56,33 @@ def failure_alert(context: Any) -> Alert:
         ("reason", reason),
         ("log", ti.log_url),
     )
-    redacted = tuple((label, str(redact(value))) for label, value in lines)
-    return Alert(f"[crm] {ti.dag_id}: {task} failed", redacted)
+    return _redacted(f"[crm] {ti.dag_id}: {task} failed", lines)
+
+
+def recovery_alert(dag_id: str, run_id: str, incident: dict[str, str]) -> Alert:
+    """The alert for a DAG run that succeeded while a failure of its DAG was still open (``alerts/incidents.py``)."""
+    lines = (
+        ("DAG", dag_id),
+        ("run", run_id),
+        ("recovered from", f"{incident.get('task', '?')} in {incident.get('run_id', '?')}"),
+        ("failed at", incident.get("at", "?")),
+        ("log", run_url(dag_id, run_id)),
+    )
+    return _redacted(f"[crm] {dag_id}: recovered, {run_id} succeeded", lines)
+
+
+def deadline_alert(context: dict[str, Any]) -> Alert:
+    """The alert for a run still unfinished at its deadline, from the context Airflow gives a deadline callback
+    (the run as the REST API shows it, and the deadline)."""
+    dag_run = context.get("dag_run") or {}
+    deadline = context.get("deadline") or {}
+    dag_id, run_id = str(dag_run.get("dag_id", "?")), str(dag_run.get("dag_run_id", "?"))
+    lines = (
+        ("DAG", dag_id),
+        ("run", run_id),
+        ("state", str(dag_run.get("state", "?"))),
+        ("queued at", str(dag_run.get("queued_at", "?"))),
+        ("deadline", str(deadline.get("deadline_time", "?"))),
+        ("log", run_url(dag_id, run_id)),
+    )
+    return _redacted(f"[crm] {dag_id}: {run_id} missed its deadline", lines)

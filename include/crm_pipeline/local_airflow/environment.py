@@ -63,6 +63,8 @@ def airflow_environment(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
+        # The first retry's wait; the CRM DAGs double it for each next try (orchestration/defaults.py).
+        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": os.environ.get("AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY", "20"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata.sqlalchemy("psycopg2"),
         "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
         "AIRFLOW__API__PORT": str(api_port),

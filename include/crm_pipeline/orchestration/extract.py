@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable, DeltaDataIntervalTimetable, Param
 
 from crm_pipeline.catalogue import StreamSpec, default_catalogue, parse_frequency
 from crm_pipeline.orchestration.airbyte import (
@@ -29,12 +29,14 @@ from crm_pipeline.orchestration.airbyte import (
     plan,
     simulated_streams,
 )
-from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
+from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE, dag_alerts
 from crm_pipeline.orchestration.tasks import admit, gate_raw, held_back, sync_stream
 
 # Absolute priority weights: what runs first when tasks of several extract DAGs queue for the same pool slots.
 PRIORITY = {"hourly": 30, "every_6h": 20}
 DEFAULT_PRIORITY = 10
+# A run should end before the next one is due; a long interval still gets a deadline a person will act on today.
+MAX_DEADLINE = timedelta(hours=2)
 
 
 TRANSFORM_DAG_ID = "crm_transform"
@@ -53,6 +55,16 @@ def pipeline_dag_ids() -> list[str]:
 def _doc(cadence: str, specs: Sequence[StreamSpec], module_doc: str) -> str:
     streams = "\n".join(f"- `{s.key}` ({s.sync_mode}, every {s.frequency}): {s.description}" for s in specs)
     return f"{module_doc}\n\n#### Streams of this DAG ({cadence})\n\n{streams}\n"
+
+
+def timetable(frequency: str) -> DeltaDataIntervalTimetable | CronDataIntervalTimetable:
+    """A run per interval of the frequency, covering it (``data_interval_start`` to ``_end``), not Airflow 3's
+    default point-in-time trigger: a run of ``airflow backfill create`` delivers its interval again
+    (``orchestration/window.py``), so the interval must have a length."""
+    schedule = parse_frequency(frequency)
+    if isinstance(schedule, timedelta):
+        return DeltaDataIntervalTimetable(schedule)
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
 
 
 def extract_params(keys: Sequence[str]) -> dict[str, Param]:
@@ -82,11 +94,10 @@ def extract_params(keys: Sequence[str]) -> dict[str, Param]:
 
 def extract_dag(cadence: str, specs: Sequence[StreamSpec], module_doc: str) -> DAG:
     """The extract DAG of the streams that share one frequency."""
-    schedule = parse_frequency(specs[0].frequency)
     keys = [spec.key for spec in specs]
     with DAG(
         dag_id=extract_dag_id(cadence),
-        schedule=schedule if isinstance(schedule, (str, timedelta)) else None,
+        schedule=timetable(specs[0].frequency),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -98,6 +109,7 @@ def extract_dag(cadence: str, specs: Sequence[StreamSpec], module_doc: str) -> D
         tags=["crm", "extract", cadence, *sorted({s.source for s in specs})],
         doc_md=_doc(cadence, specs, module_doc),
         params=extract_params(keys),
+        **dag_alerts(within=min(specs[0].interval, MAX_DEADLINE)),
     ) as dag:
         planned = plan(keys)
         connections, streams = airbyte_connections(keys), simulated_streams(keys)

@@ -8,13 +8,17 @@ measurement. The dbt profile comes from the ``crm_warehouse`` Airflow connection
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import TaskGroup, chain
+from airflow.sdk.exceptions import AirflowSkipException
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
 from crm_pipeline.paths import DBT_PROJECT_DIR, WAREHOUSE_CONN_ID, dbt_manifest_path
 
+SELECTION_TASK_ID = "arrived"  # the transform DAG's first task: its XCom says which dbt nodes run
 DBT_PROFILE = "crm"
 DBT_TARGET = "airflow"
 
@@ -56,9 +60,33 @@ def _layer(group_id: str, select: str, tooltip: str) -> DbtTaskGroup:
             # A test over two models (relationships) runs once both exist, not after the first of them.
             should_detach_multiple_parents_tests=True,
         ),
-        # The DAG's ``full_refresh`` param: rebuild incremental models and snapshots from scratch.
-        operator_args={"install_deps": False, "full_refresh": "{{ params.get('full_refresh', False) }}"},
+        operator_args={
+            "install_deps": False,
+            "pool": "dbt",  # airflow_settings.yaml: how many dbt invocations may run at once
+            # The DAG's ``full_refresh`` param: rebuild incremental models and snapshots from scratch.
+            "full_refresh": "{{ params.get('full_refresh', False) }}",
+            # Build only what the run selected; a skipped upstream (nothing it reads changed) is no reason to stop.
+            "pre_execute": skip_unless_selected,
+            "trigger_rule": "none_failed",
+        },
     )
+
+
+def node_selected(selection: dict[str, Any], unique_id: str | None) -> bool:
+    """Whether a run's selection (``Selection.summary()``) builds the node; a task without a node id always runs."""
+    return bool(selection.get("everything", True)) or unique_id is None or unique_id in selection.get("nodes", ())
+
+
+def skip_unless_selected(context: Any) -> None:
+    """Each dbt task's ``pre_execute``: skip the task when the run's selection (``arrived``'s XCom, decided by
+    ``orchestration/selection.py``) leaves its node out. Reads the node's id from what Cosmos gives each task
+    (``extra_context['dbt_node_config']``); a task without one always runs."""
+    ti = context["ti"]
+    node = (getattr(ti.task, "extra_context", None) or {}).get("dbt_node_config") or {}
+    unique_id = node.get("unique_id")
+    selection = (ti.xcom_pull(task_ids=SELECTION_TASK_ID) or {}).get("selection") or {"everything": True}
+    if not node_selected(selection, unique_id):
+        raise AirflowSkipException(f"{unique_id}: nothing it reads changed since the last publish")
 
 
 def dbt_task_group(group_id: str) -> TaskGroup:

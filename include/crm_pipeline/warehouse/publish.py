@@ -18,6 +18,7 @@ reaches this module, so the published marts stay exactly as they were.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -39,7 +40,8 @@ create table if not exists crm_audit.publishes (
     run_id text,
     tables text[] not null,
     row_counts jsonb not null
-)
+);
+alter table crm_audit.publishes add column if not exists judged_before timestamptz
 """
 
 
@@ -76,6 +78,15 @@ def published_count(conn: psycopg.Connection, table: str) -> int | None:
     return _count(conn, PUBLISHED_SCHEMA, table)
 
 
+def _cutoff_of(conn: psycopg.Connection, run_id: str | None) -> Any:
+    """The cutoff of the transform run that built what is published (``raw_gate.set_transform_cutoff``), so the
+    next run knows what changed since (``orchestration/selection.py``); None for a build outside such a run."""
+    if run_id is None or conn.execute("select to_regclass('crm_audit.transform_cutoff')").fetchone() == (None,):
+        return None
+    row = conn.execute("select judged_before from crm_audit.transform_cutoff where run_id = %s", (run_id,)).fetchone()
+    return row[0] if row else None
+
+
 def publish_marts(conn: psycopg.Connection, run_id: str | None = None) -> Published:
     """Swap the audited ``marts_build`` in as ``marts`` atomically; record it in ``crm_audit.publishes``."""
     run_ddl(conn, split_script(DDL))
@@ -100,7 +111,7 @@ def publish_marts(conn: psycopg.Connection, run_id: str | None = None) -> Publis
         if _schema_exists(conn, _SWAP_SCHEMA):
             _rename_schema(conn, _SWAP_SCHEMA, BUILD_SCHEMA)
         conn.execute(
-            "insert into crm_audit.publishes (run_id, tables, row_counts) values (%s, %s, %s)",
-            (run_id, tables, Jsonb(counts)),
+            "insert into crm_audit.publishes (run_id, tables, row_counts, judged_before) values (%s, %s, %s, %s)",
+            (run_id, tables, Jsonb(counts), _cutoff_of(conn, run_id)),
         )
     return Published(tuple(tables), counts)
