@@ -234,6 +234,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     from crm_pipeline.catalogue import default_catalogue
     from crm_pipeline.quality.quarantine import ensure_quarantine, release
     from crm_pipeline.warehouse.locate import connect, resolve_warehouse_url
+    from crm_pipeline.warehouse.transform_lease import TransformReading
 
     with connect(resolve_warehouse_url()) as conn:
         ensure_quarantine(conn)
@@ -250,13 +251,17 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
             print("error: release needs --stream SOURCE.STREAM and --sync-id N", file=sys.stderr)
             return 2
         default_catalogue().get(args.stream)  # an unknown stream is named, with the known ones
-        released = release(conn, args.stream, args.sync_id)
+        try:
+            released = release(conn, args.stream, args.sync_id)
+        except TransformReading as reading:
+            print(f"error: {reading}; release {args.stream} sync {args.sync_id} after it", file=sys.stderr)
+            return 1
     print(f"released {released:,} quarantine entries of {args.stream} sync {args.sync_id}: the next run reads them")
     return 0
 
 
-def cmd_report(_: argparse.Namespace) -> int:
-    """Write the pipeline health page from the run audit."""
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the pipeline health page from the run audit; with ``--png``, a screenshot of it beside it."""
     from datetime import UTC, datetime
 
     from crm_pipeline.catalogue import default_catalogue
@@ -267,6 +272,10 @@ def cmd_report(_: argparse.Namespace) -> int:
     with connect(resolve_warehouse_url()) as conn:
         path = write_health_page(conn, default_catalogue().enabled(), report_path(), now=datetime.now(UTC))
     print(f"pipeline health page: {path}")
+    if args.png:
+        from crm_pipeline.browser import screenshot_file
+
+        print(f"screenshot (headless Chromium): {screenshot_file(path, path.with_suffix('.png'))}")
     return 0
 
 
@@ -330,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("summary", help="print the pipeline summary").set_defaults(func=cmd_summary)
     sub.add_parser("publish", help="audit marts_build and publish it as marts").set_defaults(func=cmd_publish)
     sub.add_parser("gx-docs", help="build the GX Data Docs site of the latest gate runs").set_defaults(func=cmd_gx_docs)
-    sub.add_parser("report", help="write the pipeline health page (.local/report/health.html)").set_defaults(
-        func=cmd_report
-    )
+    report = sub.add_parser("report", help="write the pipeline health page (.local/report/health.html)")
+    report.add_argument("--png", action="store_true", help="also a screenshot, health.png (needs Chromium)")
+    report.set_defaults(func=cmd_report)
     quarantine = sub.add_parser("quarantine", help="list quarantined rows by batch and rule, or release a batch")
     quarantine.add_argument("action", choices=["list", "release"])
     quarantine.add_argument("--stream", metavar="SOURCE.STREAM")

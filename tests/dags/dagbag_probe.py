@@ -63,16 +63,26 @@ print(
                     "asset_schedule": sorted(a.uri for a in getattr(dag.schedule, "objects", ())),
                     "catchup": dag.catchup,
                     "max_active_runs": dag.max_active_runs,
+                    "recovery_alerts": len(dag.on_success_callback or []),
+                    "deadlines": [
+                        {"interval": d.interval.total_seconds(), "callback": d.callback.path}
+                        for d in (dag.deadline if isinstance(dag.deadline, list) else [dag.deadline])
+                        if d is not None
+                    ],
                     "tasks": [
                         {
                             "task_id": t.task_id,
                             "owner": t.owner,
                             "retries": t.retries,
+                            "retry_backoff": float(t.retry_exponential_backoff or 0),
+                            "max_retry_delay": t.max_retry_delay.total_seconds() if t.max_retry_delay else None,
+                            "failure_alerts": len(t.on_failure_callback or []),
                             "execution_timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                             "upstream": sorted(t.upstream_task_ids),
                             "mapped": t.is_mapped,
                             "pool": t.pool,
                             "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                            "teardown": t.is_teardown,
                             "priority_weight": t.priority_weight,
                             "outlets": sorted(getattr(o, "uri", None) or getattr(o, "name", "") for o in t.outlets),
                         }

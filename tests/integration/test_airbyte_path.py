@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -26,6 +27,7 @@ from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOp
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, extract_dag_id
 from crm_pipeline.sources.airbyte_double import AirbyteDouble
+from crm_pipeline.warehouse import transform_lease as lease
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
@@ -71,7 +73,7 @@ def _run_operator(airbyte: AirbyteDouble, **operator_args: Any) -> Any:
         deferrable=True,
         **operator_args,
     )
-    context = {"run_id": "manual__test"}
+    context = {"run_id": "manual__test", "dag": SimpleNamespace(dag_id=EXTRACT_DAG)}
     try:
         return operator.execute(context)
     except TaskDeferred as deferred:
@@ -126,6 +128,7 @@ def test_connection_syncs_through_airbyte_and_its_rows_are_gated(local_airflow, 
             )
         ]
         assert conn.execute("select count(*) from marts.dim_contacts").fetchone()[0] > 0  # type: ignore[index]
+        assert lease.live_writes(conn) == [], "the job's dedup stream stayed registered until its gate judged it"
 
 
 @pytest.mark.parametrize(
@@ -145,6 +148,8 @@ def test_failed_unauthorised_unknown_and_hung_jobs_fail_the_task_clearly(
         _run_operator(airbyte)
     assert expected in str(failure.value)
     assert airbyte.client_secret not in str(failure.value) + caplog.text, "the client secret never reaches the logs"
+    with psycopg.connect(warehouse.libpq()) as conn:
+        assert lease.live_writes(conn) == [], "a failed job lands nothing to judge: no transform may wait for it"
     if mode == "fail":
         with psycopg.connect(warehouse.libpq()) as conn:
             audited = conn.execute("select job_id, status from crm_audit.airbyte_jobs").fetchall()
@@ -175,17 +180,26 @@ def test_killing_the_running_task_cancels_the_job(airbyte, task_env) -> None:
     assert airbyte.jobs[operator.job_id].status == "cancelled"
 
 
-def test_killing_the_deferred_task_cancels_the_job(airbyte, task_env) -> None:
+def test_killing_the_deferred_task_cancels_the_job(airbyte, task_env, warehouse) -> None:
     """The triggerer calls ``on_kill`` when a person marks a deferred task failed or clears it (the real
     triggerer doing so is shown in test_local_airflow_cluster); the trigger it rebuilds from its serialised form
-    cancels the job."""
+    cancels the job and ends the job's raw write registration, so no transform waits for it."""
     airbyte.mode = "pending"
     job_id = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).submit_sync_connection(CONNECTION_ID).job_id
+    holder = f"{EXTRACT_DAG}/manual__test"
+    with psycopg.connect(warehouse.libpq()) as conn:
+        lease.begin_write(conn, holder, ["hubspot.deals"], expires_in=timedelta(hours=1), on_session=False)
     classpath, kwargs = CancellingAirbyteSyncTrigger(
-        job_id=job_id, conn_id=AIRBYTE_CONN_ID, end_time=time.time() + 60, poll_interval=60
+        job_id=job_id,
+        conn_id=AIRBYTE_CONN_ID,
+        end_time=time.time() + 60,
+        poll_interval=60,
+        raw_write=(holder, ["hubspot.deals", "hubspot.engagements"]),
     ).serialize()
     module, _, name = classpath.rpartition(".")
     trigger = getattr(importlib.import_module(module), name)(**kwargs)
     asyncio.run(trigger.on_kill())
     assert ("DELETE", f"/v1/jobs/{job_id}") in airbyte.requests
     assert airbyte.jobs[job_id].status == "cancelled"
+    with psycopg.connect(warehouse.libpq()) as conn:
+        assert lease.live_writes(conn) == []

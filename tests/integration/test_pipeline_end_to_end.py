@@ -28,6 +28,7 @@ from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, extract_dag_id
 from crm_pipeline.quality.marts import MART_GATES
 from crm_pipeline.sources.simulator import hubspot, salesforce
 from crm_pipeline.sources.simulator.world import EPOCH, World
+from crm_pipeline.warehouse import transform_lease as lease
 from crm_pipeline.warehouse.locate import ensure_database
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -123,7 +124,11 @@ def test_first_sync_builds_the_expected_mart_through_every_gate(local_airflow, f
     assert admitted == {s.asset_uri: "admit" for s in default_catalogue().enabled()}, "admit emits every asset"
     transform = local_airflow.task_states(TRANSFORM_DAG_ID, runs[TRANSFORM_DAG_ID].run_id)
     assert set(transform.values()) == {"success"}, transform
+    assert "release_raw" in transform
     with psycopg.connect(warehouse.libpq()) as conn:
+        # Every gate ended its stream's replacing write, and the transform gave raw back.
+        assert lease.live_writes(conn) == []
+        assert conn.execute("select run_id from crm_audit.transform_lease").fetchall() == [(None,)]
         audited = conn.execute(
             "select stream, dag_id, verdict from crm_audit.stream_runs where rows_loaded > 0 and duration_seconds > 0"
         ).fetchall()
@@ -265,6 +270,7 @@ def test_a_failed_mart_audit_leaves_the_published_marts_as_they_were(local_airfl
     assert states["transform.marts.dim_contacts_model_build"] == "success", "the build itself works"
     assert states["audit_marts"] == "failed"
     assert states["publish_marts"] == "upstream_failed"
+    assert states["release_raw"] == "success", "a failed run gives raw back too: syncs must not wait for it"
     assert mart_checksum(warehouse) == before, "analysts still read the last good marts"
     assert "mart audit failed, marts not published: marts.dim_contacts:row_count_vs_published" in second.log
     with psycopg.connect(warehouse.libpq()) as conn:
@@ -301,6 +307,7 @@ def test_a_replay_resyncs_one_stream_from_scratch_behind_its_guard_rails(local_a
         (syncs,) = conn.execute("select syncs from crm_simulator.sync_state where stream = 'hubspot.contacts'")
         batches = conn.execute("select count(distinct _airbyte_meta ->> 'sync_id') from raw_hubspot.contacts")
         assert (syncs, batches.fetchone()) == ((1,), (1,)), "one batch: the whole history, the clock back at sync 1"
+        assert lease.live_writes(conn) == [], "registered from the reset until the gate judged the resync"
 
     transform = local_airflow.dags_test(TRANSFORM_DAG_ID, warehouse, **VARIABLES)
     assert transform.returncode == 0, transform.log[-3000:]  # audited (reconciled with raw to the cent), published

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, NoReturn
 
 from airflow.providers.airbyte.operators.airbyte import AirbyteTriggerSyncOperator
@@ -66,20 +66,56 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
     def __init__(self, *, connection_variable: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.connection_variable = connection_variable
+        self.raw_write_holder: str | None = None  # set by execute when the job replaces raw rows
 
     def execute(self, context: Any) -> dict[str, dict[str, Any]]:
+        self._register_write(context)  # before the job: it may reschedule the task while a transform reads raw
         try:
             super().execute(context)  # defers while the job runs; returns when it had already finished
         except AirflowException as exc:
             self._record_failure(context)
             job = getattr(self, "job_id", None)
-            where = f"{self.connection_variable} (job {job})" if job else self.connection_variable
+            where = f"{self._names()}, job {job}" if job else self._names()
             raise AirflowException(f"Airbyte sync of {where} failed: {exc}") from exc
         return self._finish(context, int(self.job_id))
 
+    def _register_write(self, context: Any) -> None:
+        """A job that dedups or overwrites replaces raw rows: its streams are registered before it starts
+        (``orchestration/replacing_writes.py``), and each stays registered until its gate judged the batch. A
+        job that fails or is killed (``on_kill``, or the trigger's while deferred) lands nothing to judge: it
+        ends the registration itself."""
+        from crm_pipeline.orchestration.replacing_writes import WRITE_HOLD, register
+        from crm_pipeline.warehouse.locate import connect, task_warehouse_url
+
+        with connect(task_warehouse_url()) as conn:
+            specs = connection_groups()[self.connection_variable]
+            self.raw_write_holder = register(conn, specs, context, expires_in=SYNC_TIMEOUT + WRITE_HOLD)
+
+    def _end_write(self, context: Any) -> None:
+        """End the job's registration (it failed): there is no batch for a gate to judge. After a deferral this
+        is a new operator object, so the holder comes from the context."""
+        from crm_pipeline.orchestration.replacing_writes import end, writer_id
+
+        end(self.raw_write_holder or writer_id(context), self._streams())
+
+    def _streams(self) -> list[str]:
+        return [s.key for s in connection_groups().get(self.connection_variable, [])]
+
+    def on_kill(self) -> None:
+        from crm_pipeline.orchestration.replacing_writes import end
+
+        super().on_kill()  # cancels the job
+        end(self.raw_write_holder, self._streams())  # registered by this execute, if the job replaces rows
+
+    def _names(self) -> str:
+        """The connection's Variable and its streams, for messages (and so for alerts)."""
+        streams = ", ".join(s.key for s in connection_groups().get(self.connection_variable, []))
+        return f"{self.connection_variable} (streams {streams})"
+
     def defer(self, *, trigger: Any, **kwargs: Any) -> NoReturn:
         if isinstance(trigger, AirbyteSyncTrigger):
-            trigger = CancellingAirbyteSyncTrigger(**trigger.serialize()[1])
+            registered = (self.raw_write_holder, self._streams()) if self.raw_write_holder else None
+            trigger = CancellingAirbyteSyncTrigger(**trigger.serialize()[1], raw_write=registered)
         super().defer(trigger=trigger, **kwargs)
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, dict[str, Any]]:
@@ -88,8 +124,7 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
         except RuntimeError as exc:
             self._record_failure(context, event.get("job_id"))
             raise AirflowException(
-                f"Airbyte sync of {self.connection_variable} (job {event.get('job_id')}) "
-                f"ended {event.get('status')}: {exc}"
+                f"Airbyte sync of {self._names()}, job {event.get('job_id')}, ended {event.get('status')}: {exc}"
             ) from exc
         return self._finish(context, int(event["job_id"]))
 
@@ -106,6 +141,7 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
 
     def _record_failure(self, context: Any, job_id: int | None = None) -> None:
         """Failed, cancelled and timed-out jobs go to the audit table too; never mask the original error."""
+        self._end_write(context)  # never raises
         job_id = job_id or getattr(self, "job_id", None)
         if not job_id:
             return
@@ -122,9 +158,19 @@ def configured_connections(stream_keys: Collection[str]) -> dict[str, str]:
 
 
 def selected_streams(stream_keys: list[str]) -> list[str]:
-    """The DAG's streams this run syncs: the ``streams`` param when given (validated against them), else all."""
-    chosen = (get_current_context().get("params") or {}).get("streams") or []
-    return [key for key in stream_keys if not chosen or key in chosen]
+    """The DAG's streams this run syncs: the ``streams`` param when given (validated against them), else all; in
+    a backfill, not the full-refresh streams. Those keep no history to deliver again (each sync replaces the whole
+    table, and a backfill's copy would overwrite the table under a concurrent run's gate): their regular runs
+    bring them up to date."""
+    from crm_pipeline.orchestration.window import backfill_window
+
+    context = get_current_context()
+    chosen = (context.get("params") or {}).get("streams") or []
+    keys = [key for key in stream_keys if not chosen or key in chosen]
+    if backfill_window(context) is not None:
+        catalogue = default_catalogue()
+        keys = [key for key in keys if catalogue.get(key).sync_mode != "full_refresh_overwrite"]
+    return keys
 
 
 @task
@@ -153,19 +199,14 @@ def simulated_streams(stream_keys: list[str]) -> list[str]:
 def plan(stream_keys: list[str]) -> bool:
     """Check the run's params together (each was validated alone when the run was created), log what the run
     will sync and how, and stop here on a dry run: every other task is skipped, nothing is written."""
-    params = get_current_context().get("params") or {}
-    start, end = params.get("window_start"), params.get("window_end")
-    if (start is None) != (end is None):
-        raise AirflowFailException("params window_start and window_end go together: give both or neither")
-    if start is not None:
-        window = {name: datetime.fromisoformat(params[name]) for name in ("window_start", "window_end")}
-        if naive := [name for name, moment in window.items() if moment.tzinfo is None]:
-            raise AirflowFailException(f"param {naive[0]} must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
-        if not window["window_start"] < window["window_end"]:
-            raise AirflowFailException(f"param window_start ({start}) must be before window_end ({end})")
+    from crm_pipeline.orchestration.window import backfill_window
+
+    context = get_current_context()
+    params = context.get("params") or {}
+    window = backfill_window(context)
     keys = selected_streams(stream_keys)
     configured = configured_connections(keys)
-    if start is not None and configured:
+    if window is not None and configured:
         raise AirflowFailException(
             f"a backfill window applies to simulated streams only; {', '.join(sorted(configured))} sync through"
             " Airbyte, which reads from the connection's cursor: reset the stream in Airbyte instead"
@@ -173,8 +214,10 @@ def plan(stream_keys: list[str]) -> bool:
     for variable, specs in connection_groups(keys).items():
         how = f"Airbyte connection {configured[variable]}" if variable in configured else "the local simulator"
         LOG.info("%s: %s through %s", variable, ", ".join(s.key for s in specs), how)
-    if start is not None:
-        LOG.info("backfill of the window %s to %s (the streams' clocks do not move)", start, end)
+    if window is not None:
+        LOG.info("backfill of the window %s to %s (the streams' clocks do not move)", *window)
+        if skipped := sorted(set(stream_keys) - set(keys)):
+            LOG.info("not backfilled (full refresh, or not in the streams param): %s", ", ".join(skipped))
     if params.get("dry_run"):
         LOG.info("dry run: nothing is synced, gated or admitted")
         return False

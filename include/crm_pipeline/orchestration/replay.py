@@ -47,10 +47,15 @@ def reset(stream_key: str) -> dict[str, Any]:
     rows go too (the rows they point at are gone). Verdicts and run audit rows stay: they are history."""
     from psycopg import sql
 
+    from crm_pipeline.orchestration.replacing_writes import register
     from crm_pipeline.sources.raw_tables import table_ident
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     spec = default_catalogue().get(stream_key)
+    with connect(task_warehouse_url()) as conn:
+        # Emptying a raw table replaces rows: registered like a sync (never under a reading transform), and the
+        # registration lasts through the resync until the gate judged it, so no transform reads the empty table.
+        register(conn, [spec], get_current_context(), always=True)
     with connect(task_warehouse_url()) as conn, conn.transaction():
         exists = conn.execute("select to_regclass(%s)", (f'{spec.raw_schema}."{spec.stream}"',)).fetchone()
         rows = 0

@@ -6,8 +6,9 @@ fail again; infrastructure errors (connection lost, timeout) raise normally and 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, AssetAny, Variable, get_current_context, task
@@ -19,10 +20,12 @@ from crm_pipeline.lineage import report_tables
 if TYPE_CHECKING:
     from crm_pipeline.catalogue import StreamSpec
 
+LOG = logging.getLogger(__name__)  # task logs capture it
 # Modules that import psycopg, GX or the simulator are imported inside the callables: DAG parsing stays light.
 
 MARTS_ASSET = "crm://warehouse/marts"  # emitted when a new version of the marts is published
 RAW_BATCHES_ALIAS = "crm_raw_batches"  # admit emits the stream assets (airbyte://<source>/<stream>) through it
+WRITES_TIMEOUT = timedelta(minutes=20)  # how long a transform waits for replacing syncs already under way
 # What a raw gate writes, besides reading its raw table (OpenLineage).
 GATE_OUTPUTS = [("crm_audit", t) for t in ("gate_results", "validation_results", "quarantine", "batch_verdicts")]
 
@@ -30,21 +33,23 @@ GATE_OUTPUTS = [("crm_audit", t) for t in ("gate_results", "validation_results",
 @task(pool="warehouse", map_index_template="{{ crm_stream }}")
 def sync_stream(stream_key: str) -> dict[str, Any]:
     """Sync one stream from the local CRM simulator into its raw table (the embedded default source)."""
+    from crm_pipeline.orchestration.replacing_writes import end, register
+    from crm_pipeline.orchestration.window import backfill_window
     from crm_pipeline.sources.simulator.sync import BackfillWindowError, parse_faults, run_sync
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
-    get_current_context()["crm_stream"] = stream_key  # type: ignore[typeddict-unknown-key]  # the map index's name
+    context = get_current_context()
+    context["crm_stream"] = stream_key  # type: ignore[typeddict-unknown-key]  # the map index's name
     spec = default_catalogue().get(stream_key)
     seed = int(Variable.get("crm_simulator_seed", default="7"))
     scale = Variable.get("crm_simulator_scale", default="S")
     faults = parse_faults(Variable.get("crm_simulator_faults", default=""))
     dirt_rate = float(Variable.get("crm_simulator_dirt_rate", default="0.05"))
-    params = get_current_context().get("params") or {}
-    window = None
-    if params.get("window_start"):  # a backfill; ``plan`` checked the pair
-        window = (datetime.fromisoformat(params["window_start"]), datetime.fromisoformat(params["window_end"]))
+    window = backfill_window(context)  # a backfill, or None
     url = task_warehouse_url()
     with connect(url) as conn:
+        # A dedup or overwrite sync waits while a transform reads raw; its gate ends the registration.
+        holder = register(conn, [spec], context)
         try:
             result = run_sync(
                 conn,
@@ -53,10 +58,14 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
                 scale=scale,
                 faults=faults,
                 dirt_rate=dirt_rate,
-                window=window,  # type: ignore[arg-type]
+                window=window,
             )
         except BackfillWindowError as bad_window:  # names the stream and the param; retrying cannot help
+            end(holder, [spec.key])
             raise AirflowFailException(str(bad_window)) from None
+        except BaseException:  # rolled back: nothing landed, so no transform need wait for a gate
+            end(holder, [spec.key])
+            raise
     report_tables(url, outputs=[(spec.raw_schema, spec.stream)])
     return result.summary()
 
@@ -66,16 +75,19 @@ def gate_raw(stream_key: str, batches: dict[str, Any], run_id: str | None = None
     """Judge exactly the rows this sync delivered (``batches[stream_key]``, from the simulator or an Airbyte job):
     ``quality/raw_gate.py``. Passed or quarantined: ``admit`` emits the stream's asset. Stopped: the task fails,
     with the stream, the rules and sample keys in its message."""
+    from crm_pipeline.orchestration.replacing_writes import end_for_run
     from crm_pipeline.quality.raw_gate import judge_batch
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     spec = default_catalogue().get(stream_key)
     if stream_key not in batches:
+        end_for_run([stream_key])
         raise AirflowSkipException(f"no batch to gate for {stream_key}: its sync failed (see extract's failed tasks)")
     sync_id = int(batches[stream_key]["sync_id"])
     url = task_warehouse_url()
     with connect(url) as conn:
         verdict = judge_batch(url, conn, spec, sync_id, run_id=run_id or "", now=datetime.now(UTC))
+    end_for_run([stream_key])  # judged: a transform waiting for this write may fix its cutoff now
     report_tables(url, inputs=[(spec.raw_schema, spec.stream)], outputs=GATE_OUTPUTS)
     if verdict.verdict == "stopped":
         raise AirflowFailException(verdict.message())
@@ -97,10 +109,12 @@ def admit(batches: dict[str, Any]) -> dict[str, str]:
     A stopped batch (its gate failed) or an unjudged one (its gate crashed) emits nothing; staging would not read
     its rows anyway (``gated_source`` reads judged batches only). ``held_back`` makes such a run red."""
     from crm_pipeline.monitoring.run_audit import record_stream_runs
+    from crm_pipeline.orchestration.replacing_writes import end_for_run
     from crm_pipeline.quality.raw_gate import verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     context = get_current_context()
+    end_for_run()  # a gate that crashed left its stream's replacing write registered: the transform goes on
     with connect(task_warehouse_url()) as conn:
         judged = verdicts(conn, _sync_ids(batches))
         record_stream_runs(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], batches=batches)
@@ -143,25 +157,58 @@ def stream_assets(specs: Sequence[StreamSpec]) -> AssetAny:
 
 @task(pool="warehouse")
 def arrived(run_id: str | None = None) -> dict[str, Any]:
-    """Fix the run's cutoff (the batches judged until now are what every model reads: ``raw_gate.py``) and report
-    the streams and batches (sync ids) whose admission triggered the run; none when triggered by hand."""
+    """Fix the run's cutoff (the batches judged until now are what every model reads: ``raw_gate.py``), decide
+    which dbt nodes the run builds (those downstream of the streams that changed since the last publish; the
+    others' marts are carried over: ``selection.py``), and report the asset events (streams and sync ids) that
+    triggered the run, none when triggered by hand. Every dbt task reads ``selection`` from this task's XCom."""
+    from crm_pipeline.orchestration.selection import load_manifest, select_nodes
+    from crm_pipeline.paths import dbt_manifest_path
     from crm_pipeline.quality.raw_gate import set_transform_cutoff
+    from crm_pipeline.warehouse import transform_lease
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
+    params = get_current_context().get("params") or {}
     with connect(task_warehouse_url()) as conn:
+        # Raw must not change under what this run reads until it publishes: hold the lease (new dedup and
+        # overwrite syncs wait), let those already writing land, then fix the cutoff. ``release_raw`` gives it back.
+        transform_lease.hold(conn, run_id or "")
+        transform_lease.wait_for_writes(conn, timeout=WRITES_TIMEOUT)
         cutoff = set_transform_cutoff(conn, run_id or "")
+        selection = select_nodes(
+            conn,
+            load_manifest(dbt_manifest_path()),
+            default_catalogue().enabled(),
+            cutoff=cutoff,
+            models=str(params.get("models", "changed")),
+            full_refresh=bool(params.get("full_refresh", False)),
+        )
     events = get_current_context().get("triggering_asset_events") or {}
     arrived: dict[str, list[int]] = {}
     for asset, asset_events in events.items():
         uri = getattr(asset, "uri", str(asset))
         arrived[uri] = sorted({int(event.extra.get("sync_id", 0)) for event in asset_events})
-    return {"judged_before": cutoff.isoformat(), "arrived": arrived}
+    LOG.info("building %s", "every model" if selection.everything else f"{len(selection.nodes)} dbt nodes")
+    LOG.info("why: %s; marts carried over: %s", selection.reason, ", ".join(selection.carried) or "none")
+    return {"judged_before": cutoff.isoformat(), "arrived": arrived, "selection": selection.summary()}
 
 
 @task(pool="warehouse")
+def release_raw(run_id: str | None = None) -> bool:
+    """Give back the lease ``arrived`` took (``warehouse/transform_lease.py``), so syncs waiting on it go ahead.
+    The transform's teardown: it runs once every other task is done, whether the run published or failed, and
+    its own state does not decide the run's. Whether the run still held the lease."""
+    from crm_pipeline.warehouse import transform_lease
+    from crm_pipeline.warehouse.locate import connect, task_warehouse_url
+
+    with connect(task_warehouse_url()) as conn:
+        return transform_lease.release(conn, run_id or "")
+
+
+@task(pool="warehouse", trigger_rule="none_failed")
 def audit_marts(run_id: str | None = None) -> list[dict[str, Any]]:
     """Audit the marts dbt just built in ``marts_build`` (``quality/mart_audit.py``); any error fails the task
-    and the marts are not published."""
+    and the marts are not published. Runs when no dbt task failed: a skipped model (nothing it reads changed) is
+    fine, its mart was carried over."""
     from crm_pipeline.quality.mart_audit import audit_build, failure_message
     from crm_pipeline.warehouse.locate import task_warehouse_url
 

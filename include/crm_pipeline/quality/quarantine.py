@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import psycopg
 
@@ -105,12 +106,37 @@ def quarantined_rows(conn: psycopg.Connection, stream: str, sync_id: int) -> int
     return int(row[0]) if row else 0
 
 
-def release(conn: psycopg.Connection, stream: str, sync_id: int) -> int:
-    """Let a batch's quarantined rows through on the next transform (after a person checked them)."""
-    with conn.transaction():
-        return conn.execute(
+RELEASES_DDL = """
+create schema if not exists crm_audit;
+create table if not exists crm_audit.releases (
+    stream text not null,
+    sync_id bigint not null,
+    rows_released bigint not null,
+    released_at timestamptz not null default clock_timestamp()
+)
+"""
+
+
+def release(conn: psycopg.Connection, stream: str, sync_id: int, *, wait: timedelta = timedelta(minutes=10)) -> int:
+    """Let a batch's quarantined rows through on the next transform (after a person checked them). The release is
+    recorded (``crm_audit.releases``): it changes what staging reads, so the next transform rebuilds the stream.
+
+    Rows coming back change what a running transform's audit would read: the release waits up to ``wait`` for a
+    transform run that holds raw (``TransformReading`` after that, naming the run)."""
+    from crm_pipeline.warehouse.transform_lease import replacing_write
+
+    ensure_quarantine(conn)
+    run_ddl(conn, split_script(RELEASES_DDL))
+    holder = f"quarantine release of {stream} sync {sync_id}"
+    with replacing_write(conn, holder, [stream], expires_in=timedelta(minutes=10), wait=wait), conn.transaction():
+        released = conn.execute(
             "delete from crm_audit.quarantine where stream = %s and sync_id = %s", (stream, sync_id)
         ).rowcount
+        conn.execute(
+            "insert into crm_audit.releases (stream, sync_id, rows_released) values (%s, %s, %s)",
+            (stream, sync_id, released),
+        )
+    return released
 
 
 def _embed(query: str) -> str:
