@@ -144,7 +144,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         warehouse,
         {CONNECTION_ID: HUBSPOT_HOURLY},
         client_id="crm-cluster",
-        client_secret="cluster-secret",
+        client_secret="cluster-secret",  # pragma: allowlist secret
         scale=SCALE,  # the simulated company the Airflow Variable chooses: one world for both paths
     )
     env["AIRFLOW_CONN_AIRBYTE_DEFAULT"] = json.dumps(

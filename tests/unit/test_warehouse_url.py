@@ -20,7 +20,7 @@ def test_parses_every_part() -> None:
         "crm",
     )
     assert url.redacted() == "postgresql://loader:***@db.internal:6543/crm"
-    assert url.sqlalchemy("psycopg2").startswith("postgresql+psycopg2://loader:s%40cret@")
+    assert url.sqlalchemy("psycopg2").startswith("postgresql+psycopg2://loader:s%40cret@")  # pragma: allowlist secret
     assert parse_warehouse_url("postgres://u@h/d").port == 5432
 
 
