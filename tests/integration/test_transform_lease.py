@@ -5,15 +5,22 @@ died."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import task_states
 from dbt_runs import SEED
 
 from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
+from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, extract_dag_id
 from crm_pipeline.quality.quarantine import release as release_quarantine
 from crm_pipeline.quality.raw_gate import judge_batch, set_transform_cutoff
 from crm_pipeline.sources.simulator.sync import run_sync
@@ -23,6 +30,7 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 pytestmark = pytest.mark.integration
 DEDUP = "hubspot.deals"  # incremental_append_deduped: a sync replaces the versions a transform read
 HOUR = timedelta(hours=1)
+HOURLY = extract_dag_id("hourly")
 
 
 def _raw_versions(conn: psycopg.Connection) -> set[tuple[str, str]]:
@@ -103,6 +111,26 @@ def test_a_transform_waits_for_a_replacing_sync_already_writing(warehouse: Wareh
         assert waited.is_set()
 
 
+def test_writers_refused_by_one_transform_go_before_the_next_one(warehouse: WarehouseUrl) -> None:
+    """Transforms back to back (a backfill's batches each start one) must not starve dedup syncs: a writer refused
+    by one transform queues, and the next transform waits for it before fixing its cutoff."""
+    with psycopg.connect(warehouse.libpq()) as conn:
+        lease.hold(conn, "transform-1")
+        with pytest.raises(lease.TransformReading):
+            lease.begin_write(conn, "extract-queued", [DEDUP], expires_in=HOUR, on_session=False)
+        lease.release(conn, "transform-1")
+        lease.hold(conn, "transform-2")  # before the refused writer came back
+        assert lease.live_writes(conn) == [("extract-queued", DEDUP)], "transform-2 waits for the queued writer"
+        with pytest.raises(lease.TransformReading, match="transform-2"):
+            lease.begin_write(conn, "extract-late", [DEDUP], expires_in=HOUR, on_session=False)
+        lease.begin_write(conn, "extract-queued", [DEDUP], expires_in=HOUR, on_session=False)  # its turn
+        # The run that is writing finishes writing: its other streams go on (their gates wait for all of them).
+        lease.begin_write(conn, "extract-queued", ["hubspot.companies"], expires_in=HOUR, on_session=False)
+        assert lease.live_writes(conn) == [("extract-queued", "hubspot.companies"), ("extract-queued", DEDUP)]
+        lease.end_write(conn, "extract-queued")
+        assert lease.live_writes(conn) == [], "writers queued after transform-2 took the lease wait for transform-3"
+
+
 def test_a_writer_or_a_transform_that_died_leaves_nobody_waiting(warehouse: WarehouseUrl) -> None:
     with psycopg.connect(warehouse.libpq()) as conn:
         # A sync killed mid-write: its session is gone, and so is its registration.
@@ -134,3 +162,61 @@ def test_a_quarantine_release_waits_for_the_reading_transform_and_names_it(wareh
         lease.release(conn, "scheduled__2026-11-24T10:00:00+00:00")
         assert release_quarantine(conn, DEDUP, 1, wait=timedelta(seconds=1)) == 0  # nothing was quarantined
         assert lease.live_writes(conn) == []
+
+
+def test_an_extract_run_reschedules_its_dedup_sync_while_a_transform_holds_raw(local_airflow, warehouse) -> None:
+    """Real Airflow (``airflow dags test``): while a queued transform run holds the lease, the hourly extract's
+    dedup sync goes ``up_for_reschedule`` (freeing its slot, using no retry) and writes nothing; once the lease is
+    given back, the same run syncs, gates and admits. A lease whose run no longer exists is broken."""
+    variables = {"crm_simulator_seed": "3", "crm_simulator_scale": "XS", "crm_simulator_faults": ""}
+    env = local_airflow.env(warehouse, variables)
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
+    holding = f"manual__holding_{time.time_ns()}"  # queued for good: no scheduler runs here
+    subprocess.run(
+        [airflow, "dags", "trigger", TRANSFORM_DAG_ID, "--run-id", holding],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    with psycopg.connect(warehouse.libpq()) as conn:
+        lease.hold(conn, holding)
+
+    conf = json.dumps({"streams": [DEDUP]})
+    extract = subprocess.Popen(
+        [airflow, "dags", "test", HOURLY, "-c", conf],
+        env={**env, **DAGS_TEST_ENVIRONMENT},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        sync = f"simulate_sync[{DEDUP}]"
+        deadline = time.monotonic() + 300
+        while task_states(local_airflow.metadata, HOURLY).get(sync) != "up_for_reschedule":
+            assert extract.poll() is None, extract.stdout.read() if extract.stdout else ""
+            assert time.monotonic() < deadline, task_states(local_airflow.metadata, HOURLY)
+            time.sleep(1)
+        with psycopg.connect(warehouse.libpq()) as conn:
+            landed = conn.execute("select to_regclass('raw_hubspot.deals') is not null").fetchone()[0]  # type: ignore[index]
+            if landed:
+                assert conn.execute("select count(*) from raw_hubspot.deals").fetchone() == (0,)
+            lease.release(conn, holding)
+        log, _ = extract.communicate(timeout=600)
+    finally:
+        extract.kill()
+    assert extract.returncode == 0, log[-3000:]
+    assert f"transform run {holding} reads raw until it publishes" in log
+    states = task_states(local_airflow.metadata, HOURLY)
+    assert states[sync] == "success" and states["admit"] == "success", states
+    with psycopg.connect(warehouse.libpq()) as conn:
+        assert conn.execute("select count(*) from raw_hubspot.deals").fetchone()[0] > 0  # type: ignore[index]
+        assert lease.live_writes(conn) == []
+        lease.hold(conn, "manual__a_run_that_is_gone")  # left by a run deleted with its lease still held
+
+    again = local_airflow.dags_test(HOURLY, warehouse, conf={"streams": [DEDUP]}, **variables)
+    assert again.returncode == 0, again.log[-3000:]
+    assert (
+        "transform run manual__a_run_that_is_gone holds raw but is no longer running: breaking its lease" in again.log
+    )

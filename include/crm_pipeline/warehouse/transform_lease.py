@@ -19,8 +19,12 @@ until its batch is judged, and it and the transform take turns, on one row:
 * a replacing write **registers** each stream (``begin_write``) in the same locked step in which it checks the
   lease: held by a transform → ``TransformReading``, and the caller comes back later (a task reschedules itself,
   freeing its worker slot); otherwise it writes, and its stream's gate ends the registration once the batch is
-  judged (``end_write``). A writer whose registration is already live (a replay resyncing after its reset, a
-  retried sync) goes on: the transform is waiting for it.
+  judged (``end_write``).
+* A run that is writing finishes writing: once one of its streams is registered, its other streams go on even
+  under a lease (the transform waits for the run's gates, and they wait for all of the run's syncs).
+* First come, first served: a refused writer stays queued (a *waiting* registration, renewed each time it asks,
+  lapsing after ``INTENT``); the next transform waits for writers queued before it took the lease and lets them
+  write. Without it, transforms back to back (each batch of a backfill starts one) starve dedup syncs.
 
 Neither side can leave the other waiting for ever. The lease expires (``held_until``), and a task breaks a lease
 whose run is no longer active. A registration expires (``expires_at``: the sync's and the gate's time limits);
@@ -53,31 +57,39 @@ create schema if not exists crm_audit;
 create table if not exists crm_audit.transform_lease (
     only_row boolean primary key default true check (only_row),
     run_id text,
+    held_since timestamptz,
     held_until timestamptz
 );
 insert into crm_audit.transform_lease (only_row) values (true) on conflict do nothing;
 create table if not exists crm_audit.raw_writes (
     holder text not null,
     stream text not null,
+    waiting boolean not null default false,
     backend_pid integer,
-    started_at timestamptz not null default now(),
+    started_at timestamptz not null default clock_timestamp(),
     expires_at timestamptz not null,
     primary key (holder, stream)
 )
 """
 
-# A registration still counts while it has not expired and, when made on a session, that session lives.
-LIVE_WRITES = """
-select holder, stream from crm_audit.raw_writes as w
-where w.expires_at > now()
-  and (w.backend_pid is null or exists (select from pg_stat_activity as a where a.pid = w.backend_pid))
-order by holder, stream
-"""
-CONTINUING = """
+# A registration counts while it has not expired and, when made on a session, that session lives. (The queries
+# below are composed from these constants only: no input reaches their text.)
+_LIVE = """w.expires_at > now()
+  and (w.backend_pid is null or exists (select from pg_stat_activity as a where a.pid = w.backend_pid))"""
+# What a holding transform waits for: writes under way, and writers that queued before it took the lease.
+LIVE_WRITES = f"""
+select w.holder, w.stream from crm_audit.raw_writes as w cross join crm_audit.transform_lease as l
+where {_LIVE} and (not w.waiting or w.started_at < l.held_since)
+order by w.holder, w.stream
+"""  # noqa: S608
+# Who may write while a transform holds raw: a writer (a run) already writing, which the transform waits for,
+# or one that queued before the transform took the lease (first come, first served).
+MAY_GO_ON = f"""
 select from crm_audit.raw_writes as w
-where w.holder = %s and w.stream = any(%s) and w.expires_at > now()
-  and (w.backend_pid is null or exists (select from pg_stat_activity as a where a.pid = w.backend_pid))
+where w.holder = %(holder)s and {_LIVE}
+  and (not w.waiting or (w.stream = any(%(streams)s) and w.started_at < %(held_since)s))
 """
+INTENT = timedelta(minutes=1)  # how long a refused writer keeps its place in the queue without coming back
 
 
 class TransformReading(Exception):
@@ -101,27 +113,42 @@ def ensure_lease(conn: psycopg.Connection) -> None:
 def begin_write(
     conn: psycopg.Connection, holder: str, streams: Collection[str], *, expires_in: timedelta, on_session: bool
 ) -> None:
-    """Register a replacing write of ``streams``, unless a transform holds raw (``TransformReading``).
-    ``holder`` names the writer (an extract run, a replay run, a CLI command); registering again refreshes it.
+    """Register a replacing write of ``streams`` by ``holder`` (a DAG run, a CLI command), unless a transform
+    holds raw: then raise ``TransformReading``, after queueing the writer (a waiting registration that keeps its
+    place for ``INTENT`` and is renewed each time it asks), so the next transform lets it go first.
     ``on_session``: the write happens on this connection, so the registration dies with it."""
     ensure_lease(conn)
+    refused: TransformReading | None = None
     with conn.transaction():
         # A shared row lock, taken whether the lease is held or not (a condition in the query would skip the
         # lock when it does not match): writers register side by side, and ``hold`` (an update) waits for them
         # to commit, so a write either is seen by the transform's wait or sees the transform's lease.
-        run_id, held_until, held = conn.execute(
-            "select run_id, held_until, held_until > now() from crm_audit.transform_lease for share"
+        run_id, held_since, held_until, held = conn.execute(
+            "select run_id, held_since, held_until, held_until > now() from crm_audit.transform_lease for share"
         ).fetchone()  # type: ignore[misc]
-        if run_id is not None and held and conn.execute(CONTINUING, (holder, list(streams))).fetchone() is None:
-            raise TransformReading(run_id, held_until)
+        if run_id is not None and held:
+            ask = {"holder": holder, "streams": list(streams), "held_since": held_since}
+            if conn.execute(MAY_GO_ON, ask).fetchone() is None:
+                refused = TransformReading(run_id, held_until)
         for stream in streams:
             conn.execute(
-                "insert into crm_audit.raw_writes (holder, stream, backend_pid, expires_at)"
-                " values (%s, %s, case when %s then pg_backend_pid() end, now() + %s)"
-                " on conflict (holder, stream) do update set backend_pid = excluded.backend_pid,"
-                " started_at = now(), expires_at = excluded.expires_at",
-                (holder, stream, on_session, expires_in),
+                "insert into crm_audit.raw_writes as w (holder, stream, waiting, backend_pid, expires_at)"
+                " values (%(holder)s, %(stream)s, %(waiting)s, case when %(session)s then pg_backend_pid() end,"
+                " now() + %(expires)s)"
+                " on conflict (holder, stream) do update set waiting = excluded.waiting,"
+                " backend_pid = excluded.backend_pid, expires_at = excluded.expires_at,"
+                # a waiting writer keeps its place; one that starts writing starts now
+                " started_at = case when excluded.waiting and w.waiting then w.started_at else clock_timestamp() end",
+                {
+                    "holder": holder,
+                    "stream": stream,
+                    "waiting": refused is not None,
+                    "session": on_session,
+                    "expires": INTENT if refused is not None else expires_in,
+                },
             )
+    if refused is not None:
+        raise refused
 
 
 def end_write(conn: psycopg.Connection, holder: str, streams: Collection[str] | None = None) -> None:
@@ -170,7 +197,11 @@ def hold(conn: psycopg.Connection, run_id: str, *, hold_for: timedelta = TRANSFO
     """Take the lease for a transform run (one runs at a time: a newer run simply takes it over)."""
     ensure_lease(conn)
     with conn.transaction():
-        conn.execute("update crm_audit.transform_lease set run_id = %s, held_until = now() + %s", (run_id, hold_for))
+        conn.execute(
+            "update crm_audit.transform_lease set run_id = %s, held_until = now() + %s,"
+            " held_since = case when run_id is distinct from %s then clock_timestamp() else held_since end",
+            (run_id, hold_for, run_id),
+        )
 
 
 def live_writes(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -200,7 +231,9 @@ def release(conn: psycopg.Connection, run_id: str) -> bool:
     ensure_lease(conn)
     with conn.transaction():
         released = conn.execute(
-            "update crm_audit.transform_lease set run_id = null, held_until = null where run_id = %s", (run_id,)
+            "update crm_audit.transform_lease set run_id = null, held_since = null, held_until = null"
+            " where run_id = %s",
+            (run_id,),
         ).rowcount
     return bool(released)
 
