@@ -23,11 +23,9 @@ app = FastAPI(title="CRM pipeline health", docs_url=None, redoc_url=None, openap
 def _warehouse_libpq() -> str:
     from airflow.models.connection import Connection
 
-    from crm_pipeline.warehouse.url import WarehouseUrl
+    from crm_pipeline.warehouse.locate import url_from_connection
 
-    conn = Connection.get_connection_from_secrets(WAREHOUSE_CONN_ID)
-    url = WarehouseUrl(conn.host, int(conn.port or 5432), conn.login or "postgres", conn.password or None, conn.schema)
-    return url.libpq()
+    return url_from_connection(Connection.get_connection_from_secrets(WAREHOUSE_CONN_ID)).libpq()
 
 
 @app.get(PATH, response_class=HTMLResponse, dependencies=[Depends(get_user)])

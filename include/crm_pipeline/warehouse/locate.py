@@ -8,6 +8,7 @@ resolution (``AIRFLOW_CONN_CRM_WAREHOUSE``) and a deployment sets from its secre
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import psycopg
 
@@ -55,7 +56,11 @@ def task_warehouse_url(conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseUrl:
     """The warehouse as an Airflow task sees it: the ``conn_id`` connection."""
     from airflow.sdk import BaseHook
 
-    conn = BaseHook.get_connection(conn_id)
+    return url_from_connection(BaseHook.get_connection(conn_id), conn_id)
+
+
+def url_from_connection(conn: Any, conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseUrl:
+    """The warehouse an Airflow connection (any process's view of it: a task's, the api-server's) points at."""
     if not conn.host or not conn.schema:
         raise WarehouseConfigError(f"Airflow connection {conn_id!r} needs a host and a schema (database)")
     return WarehouseUrl(conn.host, int(conn.port or 5432), conn.login or "postgres", conn.password or None, conn.schema)
