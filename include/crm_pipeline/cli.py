@@ -1,6 +1,8 @@
 """``crm``: the project's command line. The Makefile's targets are thin calls into it.
 
     crm warehouse up|down|url|psql     the embedded (or configured) warehouse
+    crm warehouse grants               create the least-privilege roles and (re)apply their grants (each deploy)
+    crm audit-log [--event E]          the append-only audit log: loads, gates, publishes, releases, grants
     crm init                           metadata DB migrated, airflow_settings.yaml loaded, dbt manifest built
     crm manifest                       rebuild the dbt manifest Cosmos renders from
     crm airflow ARGS...                any Airflow command with the project's environment
@@ -63,6 +65,14 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
         print(f"warehouse ready at {url.redacted()} ({where})")
     elif args.action == "url":
         print(url.libpq() if args.show_password else url.redacted())
+    elif args.action == "grants":
+        from crm_pipeline.warehouse.locate import connect
+        from crm_pipeline.warehouse.roles import ROLES, apply_grants
+
+        with connect(url) as conn:
+            apply_grants(conn)
+        for r in ROLES:
+            print(f"{r.name:16} {r.purpose} (Airflow connection {r.conn_id})")
     elif args.action == "psql":
         from dataclasses import replace
 
@@ -74,6 +84,23 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_log(args: argparse.Namespace) -> int:
+    """Print the audit log, oldest first: one line per entry."""
+    import json
+
+    from crm_pipeline.warehouse.audit_log import ensure_audit_log, entries
+    from crm_pipeline.warehouse.locate import connect, resolve_warehouse_url
+
+    with connect(resolve_warehouse_url()) as conn:
+        ensure_audit_log(conn)
+        for entry in entries(conn, args.event):
+            print(
+                f"{entry['id']:>6} {entry['recorded_at']:%Y-%m-%d %H:%M:%S} {entry['recorded_by']:<16}"
+                f" {entry['event']:<8} {entry['subject']:<24} {entry['run_id'] or '-'} {json.dumps(entry['details'])}"
+            )
+    return 0
+
+
 def cmd_init(_: argparse.Namespace) -> int:
     init_stack()
     return 0
@@ -82,6 +109,8 @@ def cmd_init(_: argparse.Namespace) -> int:
 def init_stack() -> LocalStack:
     """Warehouse up, metadata DB migrated, settings loaded, manifest built; the stack, for callers that go on."""
     from crm_pipeline.local_airflow.runner import build_manifest, ensure_metadata_db, load_settings, local_stack
+    from crm_pipeline.warehouse.locate import connect
+    from crm_pipeline.warehouse.roles import apply_grants_if_allowed
 
     done = _step("starting the warehouse")
     stack = local_stack()
@@ -89,6 +118,11 @@ def init_stack() -> LocalStack:
     print(f"    warehouse {stack.warehouse.redacted()}, Airflow metadata in database {stack.metadata.database!r}")
     done = _step("migrating Airflow's metadata database (skipped when already current)")
     ensure_metadata_db(stack)
+    done()
+    done = _step("creating the warehouse roles and applying their grants (crm warehouse grants)")
+    with connect(stack.warehouse) as conn:
+        if problem := apply_grants_if_allowed(conn):
+            print(f"    {problem}")
     done()
     done = _step("loading airflow_settings.yaml (pools, variables, connections)")
     load_settings(stack)
@@ -314,12 +348,17 @@ def cmd_summary(_: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from crm_pipeline.warehouse.audit_log import EVENTS
+
     parser = argparse.ArgumentParser(prog="crm", description="CRM pipeline: local warehouse, Airflow and dbt.")
     sub = parser.add_subparsers(dest="command", required=True)
-    wh = sub.add_parser("warehouse", help="the warehouse: up, down, url, psql")
-    wh.add_argument("action", choices=["up", "down", "url", "psql"])
+    wh = sub.add_parser("warehouse", help="the warehouse: up, down, url, psql, grants")
+    wh.add_argument("action", choices=["up", "down", "url", "psql", "grants"])
     wh.add_argument("--show-password", action="store_true", help="with url: print the password too")
     wh.set_defaults(func=cmd_warehouse)
+    log = sub.add_parser("audit-log", help="print the append-only audit log")
+    log.add_argument("--event", choices=EVENTS)
+    log.set_defaults(func=cmd_audit_log)
     sub.add_parser("init", help="migrate Airflow's DB, load settings, build the manifest").set_defaults(func=cmd_init)
     sub.add_parser("manifest", help="build the dbt manifest").set_defaults(func=cmd_manifest)
     for name, func in (("airflow", cmd_airflow), ("dbt", cmd_dbt)):

@@ -20,6 +20,7 @@ from crm_pipeline.local_airflow.runner import VENV_BIN, LocalStack
 from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
 from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.quality.marts import MART_GATES
+from crm_pipeline.warehouse.roles import apply_grants_if_allowed
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 DEMO_SCHEMAS = ("crm_simulator", "staging", "snapshots", "marts", "marts_build", "analytics")
@@ -29,11 +30,14 @@ _FAILURE = re.compile(r"(AirflowFailException|CosmosDbtRunError|Error)[:(] ?(.*)
 
 
 def reset_demo_data(warehouse: WarehouseUrl) -> None:
-    """Drop the simulator's state, raw tables and dbt schemas so the next run starts from the first sync."""
+    """Drop the simulator's state, raw tables and dbt schemas so the next run starts from the first sync; grant the
+    roles their access to the schemas again."""
     schemas = list(DEMO_SCHEMAS) + sorted({s.raw_schema for s in default_catalogue().streams})
     with psycopg.connect(warehouse.libpq(), autocommit=True) as conn:
         for schema in schemas:
             conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+    with psycopg.connect(warehouse.libpq()) as conn:
+        apply_grants_if_allowed(conn)  # the dropped schemas' grants went with them; the audit log (crm_audit) stays
 
 
 def run_dag_test(stack: LocalStack, dag_id: str) -> tuple[int, Path]:
@@ -68,7 +72,7 @@ def _reports_failure(line: str) -> bool:
 
 
 def _count(conn: psycopg.Connection, schema: str, table: str) -> int | None:
-    exists = conn.execute("select to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()
+    exists = conn.execute("select to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, table)).fetchone()
     if not exists or exists[0] is None:
         return None
     row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()

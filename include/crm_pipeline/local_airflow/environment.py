@@ -25,6 +25,7 @@ from crm_pipeline.paths import (
     PROJECT_DIR,
     WAREHOUSE_CONN_ID,
 )
+from crm_pipeline.warehouse.roles import ROLES, role_url
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 
@@ -78,6 +79,8 @@ def airflow_environment(
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse.airflow_conn_uri(),
+        # One connection per least-privilege role (crm warehouse grants), e.g. crm_warehouse_analyst.
+        **{f"AIRFLOW_CONN_{r.conn_id.upper()}": role_url(warehouse, r).airflow_conn_uri() for r in ROLES},
         # Cosmos: the dbt docs page in the Airflow UI, and its cache under .local/.
         "AIRFLOW__COSMOS__CACHE_DIR": str(LOCAL_DIR / "cosmos"),
         "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": (

@@ -228,6 +228,7 @@ def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
     """Record a job's final state (id, status, rows, bytes, duration) in ``crm_audit.airbyte_jobs``."""
     from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
 
+    from crm_pipeline.warehouse import audit_log
     from crm_pipeline.warehouse.ddl import run_ddl, split_script
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
@@ -235,6 +236,7 @@ def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
     job = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).get_job_details(int(job_id))
     with connect(task_warehouse_url()) as conn:
         run_ddl(conn, split_script(JOBS_DDL))
+        audit_log.ensure_audit_log(conn)
         conn.execute(
             "insert into crm_audit.airbyte_jobs (job_id, connection_variable, connection_id, streams, status,"
             " rows_synced, bytes_synced, duration, started_at, run_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -252,6 +254,20 @@ def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
                 job.start_time,
                 run_id,
             ),
+        )
+        audit_log.record_event(
+            conn,
+            "load",
+            variable,
+            run_id=run_id,
+            details={
+                "source": "airbyte",
+                "job_id": job.job_id,
+                "status": str(job.status.value),
+                "streams": [s.key for s in specs],
+                "rows": job.rows_synced,
+                "bytes": job.bytes_synced,
+            },
         )
 
 

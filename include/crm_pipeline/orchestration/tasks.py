@@ -59,6 +59,7 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
                 faults=faults,
                 dirt_rate=dirt_rate,
                 window=window,
+                audit_run_id=context["run_id"],
             )
         except BackfillWindowError as bad_window:  # names the stream and the param; retrying cannot help
             end(holder, [spec.key])

@@ -16,6 +16,7 @@ from datetime import timedelta
 import psycopg
 
 from crm_pipeline.quality.rules import Rule, quote_ident
+from crm_pipeline.warehouse import audit_log
 from crm_pipeline.warehouse.ddl import run_ddl, split_script
 
 DDL = """
@@ -127,6 +128,7 @@ def release(conn: psycopg.Connection, stream: str, sync_id: int, *, wait: timede
 
     ensure_quarantine(conn)
     run_ddl(conn, split_script(RELEASES_DDL))
+    audit_log.ensure_audit_log(conn)
     holder = f"quarantine release of {stream} sync {sync_id}"
     with replacing_write(conn, holder, [stream], expires_in=timedelta(minutes=10), wait=wait), conn.transaction():
         released = conn.execute(
@@ -135,6 +137,9 @@ def release(conn: psycopg.Connection, stream: str, sync_id: int, *, wait: timede
         conn.execute(
             "insert into crm_audit.releases (stream, sync_id, rows_released) values (%s, %s, %s)",
             (stream, sync_id, released),
+        )
+        audit_log.record_event(
+            conn, "release", stream, details={"sync_id": sync_id, "rows_released": released, "holder": holder}
         )
     return released
 

@@ -32,6 +32,7 @@ from crm_pipeline.quality.quarantine import (
 )
 from crm_pipeline.quality.results import store_report
 from crm_pipeline.quality.rules import raw_batch_query, raw_rules
+from crm_pipeline.warehouse import audit_log
 from crm_pipeline.warehouse.ddl import run_ddl, split_script
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -101,6 +102,7 @@ def judge_batch(
     store_report(conn, report, stream=spec.key, sync_id=sync_id, run_id=run_id)
     ensure_quarantine(conn)
     run_ddl(conn, split_script(DDL))
+    audit_log.ensure_audit_log(conn)
 
     by_name = {rule.name: rule for rule in rules}
     row_errors = [by_name[o.name] for o in report.errors if by_name[o.name].failing_rows is not None]
@@ -152,6 +154,13 @@ def judge_batch(
             " run_id = excluded.run_id, verdict = excluded.verdict, batch_rows = excluded.batch_rows,"
             " quarantined_rows = excluded.quarantined_rows, reason = excluded.reason, judged_at = now()",
             (spec.key, sync_id, run_id, verdict, batch_rows, failing, reason),
+        )
+        audit_log.record_event(
+            conn,
+            "gate",
+            spec.key,
+            run_id=run_id,
+            details={"sync_id": sync_id, "verdict": verdict, "batch_rows": batch_rows, "quarantined_rows": failing},
         )
     return BatchVerdict(spec.key, sync_id, verdict, batch_rows, failing, report, tuple(quarantined), reason)
 

@@ -88,8 +88,12 @@ def _cutoff_of(conn: psycopg.Connection, run_id: str | None) -> Any:
 
 
 def publish_marts(conn: psycopg.Connection, run_id: str | None = None) -> Published:
-    """Swap the audited ``marts_build`` in as ``marts`` atomically; record it in ``crm_audit.publishes``."""
+    """Swap the audited ``marts_build`` in as ``marts`` atomically; record it in ``crm_audit.publishes`` and in the
+    audit log; move the analyst role's access to the new marts in the same transaction (``warehouse/roles.py``)."""
+    from crm_pipeline.warehouse import audit_log, roles
+
     run_ddl(conn, split_script(DDL))
+    audit_log.ensure_audit_log(conn)
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
         conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
@@ -114,4 +118,6 @@ def publish_marts(conn: psycopg.Connection, run_id: str | None = None) -> Publis
             "insert into crm_audit.publishes (run_id, tables, row_counts, judged_before) values (%s, %s, %s, %s)",
             (run_id, tables, Jsonb(counts), _cutoff_of(conn, run_id)),
         )
+        roles.grant_published(conn)
+        audit_log.record_event(conn, "publish", PUBLISHED_SCHEMA, run_id=run_id, details={"row_counts": counts})
     return Published(tuple(tables), counts)

@@ -31,6 +31,7 @@ from crm_pipeline.sources import raw_tables
 from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, table_ident, write_batch
 from crm_pipeline.sources.simulator import hubspot, salesforce
 from crm_pipeline.sources.simulator.world import EPOCH, Scale, World, rng_for
+from crm_pipeline.warehouse import audit_log
 from crm_pipeline.warehouse.ddl import ddl_transaction, split_script
 
 FaultKind = Literal[
@@ -232,14 +233,19 @@ def run_sync(
     sync_id: int | None = None,
     progress: Callable[[int], None] | None = None,
     window: tuple[datetime, datetime] | None = None,
+    audit_run_id: str | None = None,
 ) -> SyncResult:
     """Run the next sync of ``spec`` against the simulated company and write it to the raw table.
 
     ``sync_id``: the id to stamp (the Airbyte API double passes its job id, as Airbyte does); by default the next
     value of the simulator's own sequence. ``progress`` is called with row counts as they stream (a progress bar).
     ``window``: a backfill: deliver again what changed in ``[start, end)`` of already synced history, as a batch of
-    its own, without moving the stream's clock (a full-refresh stream delivers its whole table, as always)."""
+    its own, without moving the stream's clock (a full-refresh stream delivers its whole table, as always).
+    ``audit_run_id``: record the load in the audit log under this run, in the load's own transaction (the pipeline's
+    syncs do; the Airbyte API double, which plays Airbyte's part, does not)."""
     generate = GENERATORS[spec.source]
+    if audit_run_id is not None:
+        audit_log.ensure_audit_log(conn)
     with ddl_transaction(conn):
         for stmt in split_script(STATE_DDL):
             conn.execute(stmt)
@@ -309,6 +315,10 @@ def run_sync(
                 progress(written % 2000)
             if identity_kind is not None:
                 _store_identity(conn, truth)
+        if audit_run_id is not None:
+            details = {"sync_id": sync_id, "rows": written, "source": "simulator", "backfill": backfill}
+            details["faults"] = sorted(kinds)
+            audit_log.record_event(conn, "load", spec.key, run_id=audit_run_id, details=details)
         if not backfill:
             conn.execute(
                 "insert into crm_simulator.sync_state as s (stream, syncs, synced_until, generation_id)"

@@ -1,0 +1,224 @@
+"""The least-privilege roles and the audit log, on real PostgreSQL roles logging in with their own passwords.
+
+One warehouse for the module: the simulated CRMs' first sync (recorded as loads), one batch judged by its gate (so
+quarantine has rows), ``crm warehouse grants``, then two dbt builds each published. The second publish swaps the
+schemas again, so every check on the analyst also shows that its access followed the marts across the swap.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import _drop_database
+from dbt_runs import build_and_publish
+from psycopg import errors, sql
+
+from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.quality.raw_gate import judge_batch
+from crm_pipeline.sources.simulator.sync import Fault, run_sync
+from crm_pipeline.warehouse import audit_log
+from crm_pipeline.warehouse.locate import ensure_database
+from crm_pipeline.warehouse.roles import (
+    ANALYST,
+    AUDITOR,
+    LOADER,
+    LOADER_AUDIT_TABLES,
+    ROLES,
+    TRANSFORMER,
+    Role,
+    apply_grants,
+    apply_grants_if_allowed,
+    role_url,
+)
+from crm_pipeline.warehouse.url import WarehouseUrl
+
+pytestmark = pytest.mark.integration
+
+RUN_ID = "scheduled__roles_test"
+GATED_STREAM = "hubspot.contacts"
+DIRT = (Fault(stream=GATED_STREAM, kind="malformed_email"),)  # rows for the gate to quarantine
+
+
+@pytest.fixture(scope="module")
+def secured(server: WarehouseUrl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseUrl]:
+    name = f"crm_roles_{uuid.uuid4().hex[:8]}"
+    ensure_database(server, name)
+    warehouse = server.with_database(name)
+    try:
+        with psycopg.connect(warehouse.libpq()) as conn:
+            synced = {
+                spec.key: run_sync(conn, spec, seed=5, scale="XS", audit_run_id=RUN_ID, faults=DIRT)
+                for spec in default_catalogue().enabled()
+            }
+            conn.commit()
+            spec = default_catalogue().get(GATED_STREAM)
+            judge_batch(warehouse, conn, spec, synced[GATED_STREAM].sync_id, run_id=RUN_ID, now=datetime.now(UTC))
+            apply_grants(conn)
+            apply_grants(conn)  # idempotent: every deploy runs it
+        target = tmp_path_factory.mktemp("dbt_roles")
+        build_and_publish(warehouse, target)
+        build_and_publish(warehouse, target)
+        yield warehouse
+    finally:
+        _drop_database(server, name)
+
+
+def tables(warehouse: WarehouseUrl, *schemas: str) -> list[sql.Identifier]:
+    """Every table and view of ``schemas``, as the owner sees them."""
+    with psycopg.connect(warehouse.libpq()) as conn:
+        rows = conn.execute(
+            "select table_schema, table_name from information_schema.tables where table_schema = any(%s) order by 1, 2",
+            (list(schemas),),
+        ).fetchall()
+    return [sql.Identifier(schema, table) for schema, table in rows]
+
+
+def as_role(warehouse: WarehouseUrl, role: Role) -> psycopg.Connection:
+    return psycopg.connect(role_url(warehouse, role).libpq(), autocommit=True)
+
+
+def denied(conn: psycopg.Connection, statement: sql.Composable | str) -> bool:
+    try:
+        conn.execute(statement)
+    except errors.InsufficientPrivilege:
+        return True
+    return False
+
+
+NOT_FOR_ANALYSTS = (
+    "raw_hubspot",
+    "raw_salesforce",
+    "staging",
+    "snapshots",
+    "marts_build",
+    "crm_audit",
+    "crm_simulator",
+)
+
+
+def test_the_analyst_reads_every_published_mart_and_nothing_else(secured: WarehouseUrl) -> None:
+    hidden = tables(secured, *NOT_FOR_ANALYSTS)
+    hidden_schemas = {t.as_string().split(".")[0].strip('"') for t in hidden}
+    assert hidden_schemas == set(NOT_FOR_ANALYSTS), "every schema the analyst must not see has tables to try"
+    marts = tables(secured, "marts")
+    assert len(marts) >= 5
+
+    with as_role(secured, ANALYST) as conn:
+        readable = [t for t in hidden if not denied(conn, sql.SQL("select 1 from {} limit 1").format(t))]
+        assert readable == []
+        for mart in marts:
+            conn.execute(sql.SQL("select count(*) from {}").format(mart)).fetchone()
+        assert denied(conn, sql.SQL("create table marts.analyst_scratch (id int)"))
+        assert denied(conn, sql.SQL("delete from {}").format(marts[0]))
+        assert denied(conn, "create schema analyst_scratch")
+
+
+def test_the_loader_writes_raw_only(secured: WarehouseUrl) -> None:
+    raw_table = tables(secured, "raw_hubspot")[0]
+    with as_role(secured, LOADER) as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("delete from {}").format(raw_table))  # allowed; rolled back
+        assert denied(conn, sql.SQL("create table marts.loader_scratch (id int)"))
+        for mart in tables(secured, "marts", "marts_build", "staging"):
+            assert denied(conn, sql.SQL("delete from {}").format(mart)), mart.as_string()
+        for audit in tables(secured, "crm_audit"):
+            if audit.as_string() not in {f'"crm_audit"."{t}"' for t in LOADER_AUDIT_TABLES}:
+                assert denied(conn, sql.SQL("select 1 from {} limit 1").format(audit)), audit.as_string()
+
+
+def test_the_transformer_reads_raw_and_cannot_change_it(secured: WarehouseUrl) -> None:
+    with as_role(secured, TRANSFORMER) as conn:
+        for raw in tables(secured, "raw_hubspot", "raw_salesforce"):
+            conn.execute(sql.SQL("select 1 from {} limit 1").format(raw))
+            assert denied(conn, sql.SQL("delete from {}").format(raw)), raw.as_string()
+        assert denied(conn, "create table raw_hubspot.transformer_scratch (id int)")
+        with conn.transaction(force_rollback=True):
+            conn.execute("create table staging.transformer_scratch (id int)")
+        assert denied(conn, "insert into crm_audit.audit_log (recorded_by, event, subject) values ('x', 'load', 'y')")
+
+
+def test_the_auditor_reads_audit_and_quarantine_only(secured: WarehouseUrl) -> None:
+    with as_role(secured, AUDITOR) as conn:
+        for audit in tables(secured, "crm_audit"):
+            conn.execute(sql.SQL("select 1 from {} limit 1").format(audit))
+        quarantined = conn.execute("select count(*) from crm_audit.quarantine").fetchone()
+        assert quarantined is not None and quarantined[0] > 0, "the gated batch had dirt to quarantine"
+        for other in tables(secured, "marts", "raw_hubspot", "staging"):
+            assert denied(conn, sql.SQL("select 1 from {} limit 1").format(other)), other.as_string()
+        assert denied(conn, "delete from crm_audit.quarantine")
+
+
+def test_no_role_is_privileged_or_owns_anything(secured: WarehouseUrl) -> None:
+    names = [r.name for r in ROLES]
+    with psycopg.connect(secured.libpq()) as conn:
+        flags = conn.execute(
+            "select rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolcanlogin from pg_roles"
+            " where rolname = any(%s) order by rolname",
+            (names,),
+        ).fetchall()
+        assert flags == [(name, False, False, False, False, True) for name in sorted(names)]
+        owned = conn.execute(
+            "select relname from pg_class where relowner in (select oid from pg_roles where rolname = any(%s))"
+            " union all select nspname from pg_namespace"
+            " where nspowner in (select oid from pg_roles where rolname = any(%s))",
+            (names, names),
+        ).fetchall()
+        assert owned == []
+
+
+def test_the_audit_log_records_the_pipeline_and_refuses_every_change(secured: WarehouseUrl) -> None:
+    with psycopg.connect(secured.libpq(), autocommit=True) as conn:
+        log = audit_log.entries(conn)
+        events = [(e["event"], e["subject"]) for e in log]
+        loads = {subject for event, subject in events if event == "load"}
+        assert loads == {spec.key for spec in default_catalogue().enabled()}
+        gate = next(e for e in log if e["event"] == "gate")
+        assert gate["subject"] == GATED_STREAM and gate["run_id"] == RUN_ID
+        assert gate["details"]["verdict"] == "quarantined" and gate["details"]["quarantined_rows"] > 0
+        assert [e for e in events if e[0] == "publish"] == [("publish", "marts")] * 2
+        assert [e for e in events if e[0] == "grant"] == [("grant", "warehouse roles")] * 2
+        # Counts and ids only: no raw value is ever written to the log.
+        emails = conn.execute("select properties_email from raw_hubspot.contacts where properties_email <> ''")
+        text = " ".join(str(e["details"]) for e in log)
+        assert not any(email in text for (email,) in emails.fetchall())
+
+        # Append-only for everyone, the owner included.
+        for change in (
+            "update crm_audit.audit_log set subject = 'rewritten'",
+            "delete from crm_audit.audit_log",
+            "truncate crm_audit.audit_log",
+        ):
+            with pytest.raises(errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(change)
+
+    with as_role(secured, LOADER) as conn:
+        entry = audit_log.record_event(conn, "load", "hubspot.deals", run_id="manual", details={"rows": 1})
+        assert denied(conn, "insert into crm_audit.audit_log (recorded_by, event, subject) values ('x', 'load', 'y')")
+    with as_role(secured, AUDITOR) as conn:
+        recorded = conn.execute("select recorded_by from crm_audit.audit_log where id = %s", (entry,)).fetchone()
+        assert recorded == (LOADER.name,), "an entry names the role that logged in, not the function's owner"
+        assert denied(conn, "select crm_audit.record_event('load', 'x', null, '{}')")
+    with as_role(secured, ANALYST) as conn:
+        assert denied(conn, "select 1 from crm_audit.audit_log")
+
+
+def test_grants_name_the_roles_the_airflow_connections_log_in_as(tmp_path: Path) -> None:
+    from crm_pipeline.local_airflow.environment import airflow_environment
+
+    url = WarehouseUrl("127.0.0.1", 5432, "postgres", "owner-secret", "crm")  # pragma: allowlist secret
+    env = airflow_environment(url, url.with_database("airflow"), airflow_home=tmp_path)
+    for r in ROLES:
+        uri = env[f"AIRFLOW_CONN_CRM_WAREHOUSE_{r.key.upper()}"]
+        assert uri.startswith(f"postgres://{r.name}:") and "owner-secret" not in uri
+
+
+def test_grants_run_by_a_role_that_may_not_create_roles_say_what_to_do(secured: WarehouseUrl) -> None:
+    with psycopg.connect(role_url(secured, ANALYST).libpq()) as conn:
+        problem = apply_grants_if_allowed(conn)
+    assert problem is not None
+    assert "'crm_analyst' may not" in problem and "crm warehouse grants" in problem
