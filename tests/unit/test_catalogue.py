@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hostile_names import HOSTILE
 
 from crm_pipeline.catalogue import CATALOGUE_FILE, frequency_label, load_catalogue, parse_frequency
 from crm_pipeline.errors import CatalogueError
@@ -90,6 +91,30 @@ def test_bad_entry_names_file_stream_and_field(tmp_path: Path, overrides: dict[s
     assert text.startswith("crm_streams.yml: stream 'hubspot.")
     assert message in text
     assert "\n" not in text
+
+
+# Every field that becomes (part of) an SQL identifier or an Airflow Variable name.
+IDENTIFIER_FIELDS = {
+    "stream": lambda name: {"stream": name},
+    "columns": lambda name: {"columns": {"id": "string", "updatedAt": "timestamp_with_timezone", name: "string"}},
+    "primary_key": lambda name: {"primary_key": [name]},
+    "cursor_field": lambda name: {"cursor_field": name},
+    "pii_columns": lambda name: {"pii_columns": [name]},
+    "checks": lambda name: {"checks": [{"rule": "not_null", "column": name}]},
+    "airbyte_connection": lambda name: {"airbyte_connection": {"variable": name}},
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE, ids=range(len(HOSTILE)))
+@pytest.mark.parametrize("field", IDENTIFIER_FIELDS)
+def test_a_hostile_name_is_refused_in_every_identifier_field(tmp_path: Path, field: str, name: str) -> None:
+    path = tmp_path / "crm_streams.yml"
+    path.write_text(yaml.safe_dump({"streams": [_stream(**IDENTIFIER_FIELDS[field](name))]}, allow_unicode=True))
+    with pytest.raises(CatalogueError) as refused:
+        load_catalogue(path)
+    message = str(refused.value)
+    assert message.startswith("crm_streams.yml: stream ") and "hubspot." in message.split(":")[1]
+    assert f"'{field}" in message, message
 
 
 def test_duplicate_stream_is_rejected(tmp_path: Path) -> None:

@@ -57,7 +57,9 @@ def reset(stream_key: str) -> dict[str, Any]:
         # registration lasts through the resync until the gate judged it, so no transform reads the empty table.
         register(conn, [spec], get_current_context(), always=True)
     with connect(task_warehouse_url()) as conn, conn.transaction():
-        exists = conn.execute("select to_regclass(%s)", (f'{spec.raw_schema}."{spec.stream}"',)).fetchone()
+        exists = conn.execute(
+            "select to_regclass(format('%%I.%%I', %s::text, %s::text))", (spec.raw_schema, spec.stream)
+        ).fetchone()
         rows = 0
         if exists and exists[0] is not None:
             rows = conn.execute(sql.SQL("select count(*) from {}").format(table_ident(spec))).fetchone()[0]  # type: ignore[index]
