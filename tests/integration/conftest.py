@@ -94,11 +94,12 @@ class LocalAirflow:
         warehouse: WarehouseUrl,
         extra_env: dict[str, str] | None = None,
         conf: dict[str, Any] | None = None,
+        options: tuple[str, ...] = (),
         **variables: str,
     ) -> AirflowRun:
-        """``airflow dags test`` of one DAG, with ``conf`` as the run's params."""
+        """``airflow dags test`` of one DAG, with ``conf`` as the run's params and ``options`` added to the command."""
         proc = subprocess.run(
-            [str(VENV_BIN / "airflow"), "dags", "test", dag_id, *(["-c", json.dumps(conf)] if conf else [])],
+            [str(VENV_BIN / "airflow"), "dags", "test", dag_id, *options, *(["-c", json.dumps(conf)] if conf else [])],
             env={**self.env(warehouse, variables), **DAGS_TEST_ENVIRONMENT, **(extra_env or {})},
             capture_output=True,
             text=True,
