@@ -106,13 +106,9 @@ def raw_schemas(catalogue: Catalogue) -> list[str]:
     return sorted({spec.raw_schema for spec in catalogue.streams})
 
 
-def _ident(*names: str) -> sql.Identifier:
-    return sql.Identifier(*names)
-
-
 def _role_statements(conn: psycopg.Connection, r: Role) -> list[sql.Composable]:
     verifier = conn.pgconn.encrypt_password(role_password(r).encode(), r.name.encode(), b"scram-sha-256")
-    name = _ident(r.name)
+    name = sql.Identifier(r.name)
     create = sql.SQL("do $$ begin create role {} nologin; exception when duplicate_object then null; end $$").format(
         name
     )
@@ -127,7 +123,7 @@ def _schema_grants(schemas: Iterable[str], r: Role, *, write: bool) -> list[sql.
     table_privileges = sql.SQL("select, insert, update, delete, truncate" if write else "select")
     statements: list[sql.Composable] = []
     for schema in schemas:
-        s, grantee = _ident(schema), _ident(r.name)
+        s, grantee = sql.Identifier(schema), sql.Identifier(r.name)
         statements += [
             sql.SQL("create schema if not exists {}").format(s),
             sql.SQL("grant usage{} on schema {} to {}").format(sql.SQL(", create" if write else ""), s, grantee),
@@ -149,17 +145,17 @@ def _schema_grants(schemas: Iterable[str], r: Role, *, write: bool) -> list[sql.
 def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql.Composable]:
     """Every statement of ``apply_grants``, in order; each one idempotent."""
     raw = [*raw_schemas(catalogue), SIMULATOR_SCHEMA]
-    audit = _ident(AUDIT_SCHEMA)
+    audit = sql.Identifier(AUDIT_SCHEMA)
     statements: list[sql.Composable] = []
     for r in ROLES:
         statements += _role_statements(conn, r)
     # Nobody but the owner creates objects in the database or in public.
     statements += [
-        sql.SQL("revoke create on database {} from public").format(_ident(conn.info.dbname)),
+        sql.SQL("revoke create on database {} from public").format(sql.Identifier(conn.info.dbname)),
         sql.SQL("revoke create on schema public from public"),
     ]
     statements += _schema_grants(raw, LOADER, write=True)
-    statements += [sql.SQL("grant usage on schema {} to {}").format(audit, _ident(LOADER.name))]
+    statements += [sql.SQL("grant usage on schema {} to {}").format(audit, sql.Identifier(LOADER.name))]
     statements += [
         sql.SQL(
             "do $$ begin if to_regclass({}) is not null then"
@@ -175,17 +171,17 @@ def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql
     statements += _schema_grants(TRANSFORM_SCHEMAS, TRANSFORMER, write=True)
     statements += _schema_grants([AUDIT_SCHEMA], TRANSFORMER, write=True)
     # The schema grant gave the transformer CREATE in crm_audit; it writes its tables, it does not add tables.
-    statements += [sql.SQL("revoke create on schema {} from {}").format(audit, _ident(TRANSFORMER.name))]
+    statements += [sql.SQL("revoke create on schema {} from {}").format(audit, sql.Identifier(TRANSFORMER.name))]
     statements += _schema_grants([AUDIT_SCHEMA], AUDITOR, write=False)
     # The audit log: read by the auditor, appended to through the function only, changed by nobody.
     statements += [
         sql.SQL("revoke all on crm_audit.audit_log from {}").format(
-            sql.SQL(", ").join(_ident(r.name) for r in (LOADER, TRANSFORMER, ANALYST))
+            sql.SQL(", ").join(sql.Identifier(r.name) for r in (LOADER, TRANSFORMER, ANALYST))
         ),
-        sql.SQL("grant select on crm_audit.audit_log to {}").format(_ident(AUDITOR.name)),
+        sql.SQL("grant select on crm_audit.audit_log to {}").format(sql.Identifier(AUDITOR.name)),
         sql.SQL("grant execute on function {} to {}").format(
             sql.SQL(audit_log.RECORD_FUNCTION),
-            sql.SQL(", ").join(_ident(r.name) for r in (LOADER, TRANSFORMER)),
+            sql.SQL(", ").join(sql.Identifier(r.name) for r in (LOADER, TRANSFORMER)),
         ),
     ]
     return statements
@@ -200,12 +196,12 @@ def grant_published(conn: psycopg.Connection) -> None:
     present = conn.execute("select 1 from pg_roles where rolname = %s", (ANALYST.name,)).fetchone()
     if present is None:
         return
-    analyst, transformer = _ident(ANALYST.name), _ident(TRANSFORMER.name)
+    analyst, transformer = sql.Identifier(ANALYST.name), sql.Identifier(TRANSFORMER.name)
     rows = conn.execute(
         "select nspname from pg_namespace where nspname = any(%s)", ([PUBLISHED_SCHEMA, BUILD_SCHEMA],)
     ).fetchall()
     for (name,) in rows:
-        schema = _ident(name)
+        schema = sql.Identifier(name)
         conn.execute(sql.SQL("grant usage, create on schema {} to {}").format(schema, transformer))
         conn.execute(
             sql.SQL("grant select, insert, update, delete, truncate on all tables in schema {} to {}").format(
