@@ -108,9 +108,13 @@ def cmd_init(_: argparse.Namespace) -> int:
 
 def init_stack() -> LocalStack:
     """Warehouse up, metadata DB migrated, settings loaded, manifest built; the stack, for callers that go on."""
-    from crm_pipeline.local_airflow.runner import build_manifest, ensure_metadata_db, load_settings, local_stack
-    from crm_pipeline.warehouse.locate import connect
-    from crm_pipeline.warehouse.roles import apply_grants_if_allowed
+    from crm_pipeline.local_airflow.runner import (
+        apply_warehouse_grants,
+        build_manifest,
+        ensure_metadata_db,
+        load_settings,
+        local_stack,
+    )
 
     done = _step("starting the warehouse")
     stack = local_stack()
@@ -120,9 +124,7 @@ def init_stack() -> LocalStack:
     ensure_metadata_db(stack)
     done()
     done = _step("creating the warehouse roles and applying their grants (crm warehouse grants)")
-    with connect(stack.warehouse) as conn:
-        if problem := apply_grants_if_allowed(conn):
-            print(f"    {problem}")
+    apply_warehouse_grants(stack)
     done()
     done = _step("loading airflow_settings.yaml (pools, variables, connections)")
     load_settings(stack)

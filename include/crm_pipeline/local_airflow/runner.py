@@ -116,6 +116,17 @@ def load_settings(stack: LocalStack) -> None:
     subprocess.run([sys.executable, "-m", "crm_pipeline.local_airflow.load_settings"], env=stack.env, check=True)
 
 
+def apply_warehouse_grants(stack: LocalStack) -> None:
+    """``crm warehouse grants`` on the local stack's warehouse: the roles its ``crm_warehouse_<role>`` connections
+    log in as. A user that may not create roles gets a message instead (the pipeline itself runs without them)."""
+    from crm_pipeline.warehouse.locate import connect
+    from crm_pipeline.warehouse.roles import apply_grants_if_allowed
+
+    with connect(stack.warehouse) as conn:
+        if problem := apply_grants_if_allowed(conn):
+            print(f"    {problem}", flush=True)
+
+
 def component_set() -> ProcessSet:
     return ProcessSet(AIRFLOW_HOME / "run", AIRFLOW_HOME / "logs" / "components")
 
@@ -130,6 +141,7 @@ def start_components() -> None:
     port = int(port_file.read_text()) if running and port_file.exists() else _free_port(8080)
     stack = local_stack(api_port=port)
     ensure_metadata_db(stack)
+    apply_warehouse_grants(stack)
     load_settings(stack)
     build_manifest(stack)
     airflow = str(VENV_BIN / "airflow")
