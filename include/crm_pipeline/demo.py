@@ -20,6 +20,7 @@ from crm_pipeline.local_airflow.runner import VENV_BIN, LocalStack
 from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
 from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.quality.marts import MART_GATES
+from crm_pipeline.warehouse.ddl import table_exists
 from crm_pipeline.warehouse.roles import apply_grants_if_allowed
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -72,8 +73,7 @@ def _reports_failure(line: str) -> bool:
 
 
 def _count(conn: psycopg.Connection, schema: str, table: str) -> int | None:
-    exists = conn.execute("select to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, table)).fetchone()
-    if not exists or exists[0] is None:
+    if not table_exists(conn, schema, table):
         return None
     row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()
     return int(row[0]) if row else 0

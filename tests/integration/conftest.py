@@ -15,6 +15,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -56,12 +57,21 @@ def metadata_db(server: WarehouseUrl) -> Iterator[WarehouseUrl]:
     _drop_database(server, name)
 
 
+@contextmanager
+def scratch_database(server: WarehouseUrl, prefix: str) -> Iterator[WarehouseUrl]:
+    """A new, uniquely named database on ``server``, dropped afterwards whatever happened."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    ensure_database(server, name)
+    try:
+        yield server.with_database(name)
+    finally:
+        _drop_database(server, name)
+
+
 @pytest.fixture
 def warehouse(server: WarehouseUrl) -> Iterator[WarehouseUrl]:
-    name = f"crm_it_{uuid.uuid4().hex[:8]}"
-    ensure_database(server, name)
-    yield server.with_database(name)
-    _drop_database(server, name)
+    with scratch_database(server, "crm_it") as scratch:
+        yield scratch
 
 
 @dataclass

@@ -8,19 +8,17 @@ person's email and, as whole words, for each of their ids.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import LocalAirflow, _drop_database
+from conftest import LocalAirflow, scratch_database
 from dbt_runs import build_and_publish, sync_all
 from psycopg import sql
 
 from crm_pipeline.warehouse import audit_log
 from crm_pipeline.warehouse.erasure import ErasureRequestError, erase_person
-from crm_pipeline.warehouse.locate import ensure_database
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
@@ -31,17 +29,12 @@ DAG_ID = "crm_erase_person"
 @pytest.fixture(scope="module")
 def built(server: WarehouseUrl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseUrl]:
     """Both marts schemas hold everyone: two builds, two publishes."""
-    name = f"crm_erase_{uuid.uuid4().hex[:8]}"
-    ensure_database(server, name)
-    warehouse = server.with_database(name)
-    try:
+    with scratch_database(server, "crm_erase") as warehouse:
         sync_all(warehouse, scale="XS")
         target: Path = tmp_path_factory.mktemp("dbt_erase")
         build_and_publish(warehouse, target)
         build_and_publish(warehouse, target)
         yield warehouse
-    finally:
-        _drop_database(server, name)
 
 
 def person_in_both_crms(conn: psycopg.Connection) -> tuple[str, str, set[str]]:

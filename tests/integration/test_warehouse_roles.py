@@ -7,14 +7,13 @@ schemas again, so every check on the analyst also shows that its access followed
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import _drop_database
+from conftest import scratch_database
 from dbt_runs import build_and_publish
 from psycopg import errors, sql
 
@@ -22,7 +21,6 @@ from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.quality.raw_gate import judge_batch
 from crm_pipeline.sources.simulator.sync import Fault, run_sync
 from crm_pipeline.warehouse import audit_log
-from crm_pipeline.warehouse.locate import ensure_database
 from crm_pipeline.warehouse.roles import (
     ANALYST,
     AUDITOR,
@@ -46,10 +44,7 @@ DIRT = (Fault(stream=GATED_STREAM, kind="malformed_email"),)  # rows for the gat
 
 @pytest.fixture(scope="module")
 def secured(server: WarehouseUrl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseUrl]:
-    name = f"crm_roles_{uuid.uuid4().hex[:8]}"
-    ensure_database(server, name)
-    warehouse = server.with_database(name)
-    try:
+    with scratch_database(server, "crm_roles") as warehouse:
         with psycopg.connect(warehouse.libpq()) as conn:
             synced = {
                 spec.key: run_sync(conn, spec, seed=5, scale="XS", audit_run_id=RUN_ID, faults=DIRT)
@@ -64,8 +59,6 @@ def secured(server: WarehouseUrl, tmp_path_factory: pytest.TempPathFactory) -> I
         build_and_publish(warehouse, target)
         build_and_publish(warehouse, target)
         yield warehouse
-    finally:
-        _drop_database(server, name)
 
 
 def tables(warehouse: WarehouseUrl, *schemas: str) -> list[sql.Identifier]:

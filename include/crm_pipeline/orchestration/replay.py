@@ -49,6 +49,7 @@ def reset(stream_key: str) -> dict[str, Any]:
 
     from crm_pipeline.orchestration.replacing_writes import register
     from crm_pipeline.sources.raw_tables import table_ident
+    from crm_pipeline.warehouse.ddl import table_exists
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     spec = default_catalogue().get(stream_key)
@@ -57,16 +58,13 @@ def reset(stream_key: str) -> dict[str, Any]:
         # registration lasts through the resync until the gate judged it, so no transform reads the empty table.
         register(conn, [spec], get_current_context(), always=True)
     with connect(task_warehouse_url()) as conn, conn.transaction():
-        exists = conn.execute(
-            "select to_regclass(format('%%I.%%I', %s::text, %s::text))", (spec.raw_schema, spec.stream)
-        ).fetchone()
         rows = 0
-        if exists and exists[0] is not None:
+        if table_exists(conn, spec.raw_schema, spec.stream):
             rows = conn.execute(sql.SQL("select count(*) from {}").format(table_ident(spec))).fetchone()[0]  # type: ignore[index]
             conn.execute(sql.SQL("truncate {}").format(table_ident(spec)))
-        if conn.execute("select to_regclass('crm_simulator.sync_state')").fetchone() != (None,):
+        if table_exists(conn, "crm_simulator", "sync_state"):
             conn.execute("delete from crm_simulator.sync_state where stream = %s", (spec.key,))
-        if conn.execute("select to_regclass('crm_audit.quarantine')").fetchone() != (None,):
+        if table_exists(conn, "crm_audit", "quarantine"):
             conn.execute("delete from crm_audit.quarantine where stream = %s", (spec.key,))
     return {"stream": spec.key, "raw_rows_removed": rows}
 

@@ -34,3 +34,9 @@ def run_ddl(conn: psycopg.Connection, statements: Iterable[str | sql.Composable]
 def split_script(script: str) -> list[str]:
     """A DDL script's statements (our scripts have no semicolons inside statements)."""
     return [s for s in script.split(";") if s.strip()]
+
+
+def table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists; the names are quoted by the server (``format('%I.%I')``), whatever they hold."""
+    row = conn.execute("select to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, table)).fetchone()
+    return bool(row and row[0])

@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 
 from crm_pipeline.warehouse import audit_log
+from crm_pipeline.warehouse.ddl import table_exists
 from crm_pipeline.warehouse.erasure_request import ErasureRequestError, checked_request
 from crm_pipeline.warehouse.transform_lease import replacing_write
 
@@ -85,11 +86,6 @@ class Erasure:
         }
 
 
-def _exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
-    row = conn.execute("select to_regclass(format('%%I.%%I', %s::text, %s::text))", (schema, table)).fetchone()
-    return bool(row and row[0])
-
-
 def _normalised(email_column: str) -> sql.Composed:
     """An email as the models normalise it (``normalize_email``): lower case, trimmed, empty as null."""
     return sql.SQL("nullif(lower(trim({})), '')").format(sql.Identifier(email_column))
@@ -108,7 +104,7 @@ def _find(conn: psycopg.Connection, emails: set[str], ids: set[str]) -> tuple[se
     sources = [*PERSON_TABLES, ("staging", "int_people__unioned", "source_person_id", "email")]
     for _ in range(2):  # an id leads to an email, which leads to the person's records in the other CRM
         for schema, table, id_column, email_column in sources:
-            if not _exists(conn, schema, table):
+            if not table_exists(conn, schema, table):
                 continue
             query = sql.SQL("select {}::text, {} from {} where {}").format(
                 sql.Identifier(id_column),
@@ -129,7 +125,7 @@ def _keys(conn: psycopg.Connection, emails: set[str], ids: set[str]) -> set[str]
         ("marts", "dim_contacts"),
         ("marts_build", "dim_contacts"),
     ):
-        if not _exists(conn, schema, table):
+        if not table_exists(conn, schema, table):
             continue
         id_match = sql.SQL("source_person_id = any(%(ids)s)") if table.startswith("int_") else sql.SQL("false")
         rows = conn.execute(
@@ -159,7 +155,7 @@ def _erase_raw(conn: psycopg.Connection, erasure: Erasure, emails: set[str], ids
     raw_ids: list[str] = []
     params = {"ids": sorted(ids), "emails": sorted(emails)}
     for schema, table, id_column, email_column in PERSON_TABLES:
-        if _exists(conn, schema, table):
+        if table_exists(conn, schema, table):
             query = sql.SQL("delete from {} where {} returning _airbyte_raw_id::text").format(
                 sql.Identifier(schema, table), _person_match(id_column, email_column)
             )
@@ -167,7 +163,7 @@ def _erase_raw(conn: psycopg.Connection, erasure: Erasure, emails: set[str], ids
             erasure.deleted[f"{schema}.{table}"] = len(rows)
             raw_ids += [r[0] for r in rows]
     for schema, table, column, is_list in ACTIVITY_TABLES:
-        if _exists(conn, schema, table):
+        if table_exists(conn, schema, table):
             match = (
                 sql.SQL("exists (select 1 from jsonb_array_elements({c}) e where e #>> '{{}}' = any(%(ids)s))")
                 if is_list
@@ -180,7 +176,7 @@ def _erase_raw(conn: psycopg.Connection, erasure: Erasure, emails: set[str], ids
             erasure.deleted[f"{schema}.{table}"] = len(rows)
             raw_ids += [r[0] for r in rows]
     for schema, table, column in CONTACT_LISTS:
-        if _exists(conn, schema, table):
+        if table_exists(conn, schema, table):
             c = sql.Identifier(column)
             erasure.unlinked[f"{schema}.{table}"] = conn.execute(
                 sql.SQL(
@@ -237,8 +233,8 @@ def erase_person(
     email, crm_id = checked_request(email, crm_id)
     erasure = Erasure("email" if email else "crm_id")
     audit_log.ensure_audit_log(conn)
-    streams = ["hubspot.contacts", "hubspot.engagements", "hubspot.deals", "hubspot.companies"]
-    streams += ["salesforce.Contact", "salesforce.Lead", "salesforce.Task"]
+    tables = [t[:2] for t in (*PERSON_TABLES, *ACTIVITY_TABLES, *CONTACT_LISTS)]
+    streams = [f"{schema.removeprefix('raw_')}.{table}" for schema, table in tables]  # the stream keys it rewrites
     holder = f"erasure {run_id or 'manual'}"
     with replacing_write(conn, holder, streams, expires_in=timedelta(minutes=30), wait=wait), conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (ERASURE_LOCK_KEY,))
@@ -246,11 +242,11 @@ def erase_person(
         keys = _keys(conn, emails, ids)
         erasure.records_found = len(ids)
         raw_ids = _erase_raw(conn, erasure, emails, ids)
-        if _exists(conn, "crm_audit", "quarantine"):
+        if table_exists(conn, "crm_audit", "quarantine"):
             erasure.deleted["crm_audit.quarantine"] = conn.execute(
                 "delete from crm_audit.quarantine where raw_id::text = any(%s)", (raw_ids,)
             ).rowcount
-        if _exists(conn, "crm_simulator", "identity"):
+        if table_exists(conn, "crm_simulator", "identity"):
             erasure.deleted["crm_simulator.identity"] = conn.execute(
                 "delete from crm_simulator.identity where source_id = any(%s)", (sorted(ids),)
             ).rowcount
