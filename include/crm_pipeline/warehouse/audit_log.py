@@ -14,7 +14,7 @@ owner), so an entry names the connection that asked for it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from crm_pipeline.warehouse.ddl import run_ddl
 
 Event = Literal["load", "gate", "publish", "release", "grant", "erasure"]
-EVENTS: tuple[str, ...] = ("load", "gate", "publish", "release", "grant", "erasure")
+EVENTS: tuple[str, ...] = get_args(Event)
 RECORD_FUNCTION = "crm_audit.record_event(text, text, text, jsonb)"
 
 # Statements one by one: function bodies hold semicolons, so these are not a split_script script.
