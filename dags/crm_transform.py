@@ -21,6 +21,10 @@ marts into `marts_build`, never into `marts`. **audit_marts** checks them there
 in as `marts` in one transaction (write-audit-publish): analysts see the old marts or the new, never a mix, and a
 failed audit leaves the published marts exactly as they were. Publishing emits `crm://warehouse/marts`.
 
+Personal data reaches the marts hashed (keyed HMAC, pepper from the `crm_pii_pepper` connection, which
+**arrived** installs in the warehouse on first use) or masked, as the catalogue says per column; the mart audit
+refuses a value that looks untreated (docs/security.md). After a pepper rotation the next run builds every model.
+
 Publishes: `crm_audit.publishes`; audit results: `crm_audit.gate_results`.
 """
 

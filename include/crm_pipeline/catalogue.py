@@ -28,6 +28,9 @@ _CRON_FIELD = re.compile(r"^[\d*/,\-]+$")
 SourceSystem = Literal["hubspot", "salesforce"]
 SyncMode = Literal["full_refresh_overwrite", "incremental_append", "incremental_append_deduped"]
 Severity = Literal["error", "warn"]
+# How a PII column reaches the marts analysts read: ``hash`` is a keyed HMAC (joinable, countable, not reversible
+# without the pepper); ``mask`` keeps the first character only (readable shape, nothing to join on).
+PiiTreatment = Literal["hash", "mask"]
 # Airbyte's data types as its protocol names them; sources/contract.py maps them to the Postgres destination's types.
 AirbyteType = Literal[
     "string",
@@ -82,7 +85,8 @@ class StreamSpec(BaseModel):
     cursor_field: Identifier | None = None
     frequency: str
     owner: str = Field(min_length=1)
-    pii_columns: tuple[Identifier, ...] = ()
+    # column -> its treatment in every analyst-facing mart (dbt's pii macro, meta, the mart audit, the CI check)
+    pii_columns: dict[Identifier, PiiTreatment] = Field(default_factory=dict)
     expected_rows_per_sync: VolumeRange
     expected_daily_rows: int = Field(ge=0)
     enabled: bool = True

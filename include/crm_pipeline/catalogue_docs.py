@@ -64,7 +64,7 @@ def render(catalogue: Catalogue) -> str:
                 s.owner,
                 f"{volume.min:,} to {volume.max:,}",
                 f"{s.expected_daily_rows:,}",
-                ", ".join(s.pii_columns) or "—",
+                ", ".join(f"{c} ({t})" for c, t in s.pii_columns.items()) or "—",
                 _checks(s),
                 f"{s.max_quarantine_share:.0%}, over {s.quarantine_floor} rows",
                 f"`{s.asset_uri}`",

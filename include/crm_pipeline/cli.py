@@ -73,6 +73,17 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
             apply_grants(conn)
         for r in ROLES:
             print(f"{r.name:16} {r.purpose} (Airflow connection {r.conn_id})")
+    elif args.action == "rotate-pepper":
+        from crm_pipeline.warehouse import pii
+        from crm_pipeline.warehouse.locate import connect
+
+        with connect(url) as conn:
+            outcome = pii.install_key(conn, pii.pii_pepper(), rotate=True)
+        print(
+            f"PII key {outcome}: the next crm_transform run rebuilds every model (every hashed value changes)"
+            if outcome != "unchanged"
+            else f"PII key unchanged: set the new pepper in the {pii.PEPPER_CONN_ID} connection first"
+        )
     elif args.action == "psql":
         from dataclasses import replace
 
@@ -248,12 +259,14 @@ def cmd_catalogue_docs(_: argparse.Namespace) -> int:
 
 def cmd_publish(_: argparse.Namespace) -> int:
     """Audit the marts dbt built in marts_build and, when they pass, swap them in as `marts`."""
+    from crm_pipeline.local_airflow.runner import build_manifest, local_stack
     from crm_pipeline.quality.mart_audit import audit_build, failure_message
     from crm_pipeline.warehouse.locate import connect, resolve_warehouse_url
     from crm_pipeline.warehouse.publish import publish_marts
 
     url = resolve_warehouse_url()
-    if message := failure_message(audit_build(url, run_id="crm publish")):
+    manifest = build_manifest(local_stack())
+    if message := failure_message(audit_build(url, run_id="crm publish", manifest=manifest)):
         print(message, file=sys.stderr)
         return 1
     with connect(url) as conn:
@@ -262,6 +275,22 @@ def cmd_publish(_: argparse.Namespace) -> int:
         f"published {len(published.tables)} marts: "
         + ", ".join(f"{t} ({n:,})" for t, n in published.row_counts.items())
     )
+    return 0
+
+
+def cmd_pii_check(_: argparse.Namespace) -> int:
+    """Fail when a mart exposes a catalogue PII column without the pii macro's treatment (column lineage)."""
+    from crm_pipeline.paths import LOCAL_DIR
+    from crm_pipeline.quality.pii_lineage import compile_and_check
+    from crm_pipeline.warehouse.locate import resolve_warehouse_url
+
+    findings = compile_and_check(resolve_warehouse_url(), LOCAL_DIR / "dbt" / "pii-check")
+    for finding in findings:
+        print(finding, file=sys.stderr)
+    if findings:
+        print(f"{len(findings)} PII finding(s) in the marts (docs/security.md)", file=sys.stderr)
+        return 1
+    print("every mart column fed by a PII column is treated as the catalogue says")
     return 0
 
 
@@ -354,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="crm", description="CRM pipeline: local warehouse, Airflow and dbt.")
     sub = parser.add_subparsers(dest="command", required=True)
-    wh = sub.add_parser("warehouse", help="the warehouse: up, down, url, psql, grants")
-    wh.add_argument("action", choices=["up", "down", "url", "psql", "grants"])
+    wh = sub.add_parser("warehouse", help="the warehouse: up, down, url, psql, grants, rotate-pepper")
+    wh.add_argument("action", choices=["up", "down", "url", "psql", "grants", "rotate-pepper"])
     wh.add_argument("--show-password", action="store_true", help="with url: print the password too")
     wh.set_defaults(func=cmd_warehouse)
     log = sub.add_parser("audit-log", help="print the append-only audit log")
@@ -363,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     log.set_defaults(func=cmd_audit_log)
     sub.add_parser("init", help="migrate Airflow's DB, load settings, build the manifest").set_defaults(func=cmd_init)
     sub.add_parser("manifest", help="build the dbt manifest").set_defaults(func=cmd_manifest)
+    sub.add_parser(
+        "pii-check", help="fail when a mart exposes a PII column untreated (column lineage of the compiled marts)"
+    ).set_defaults(func=cmd_pii_check)
     for name, func in (("airflow", cmd_airflow), ("dbt", cmd_dbt)):
         p = sub.add_parser(name, help=f"run {name} with the project's environment")
         p.add_argument("rest", nargs=argparse.REMAINDER)

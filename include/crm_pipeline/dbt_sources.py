@@ -53,7 +53,9 @@ def _table(spec: StreamSpec) -> dict[str, Any]:
         },
     }
     if spec.pii_columns:
-        table["columns"] = [{"name": column, "config": {"meta": {"pii": True}}} for column in spec.pii_columns]
+        table["columns"] = [
+            {"name": column, "config": {"meta": {"pii": treatment}}} for column, treatment in spec.pii_columns.items()
+        ]
     return table
 
 

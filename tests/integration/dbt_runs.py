@@ -16,6 +16,7 @@ from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.local_airflow.runner import dbt_env
 from crm_pipeline.paths import DBT_PROJECT_DIR
 from crm_pipeline.sources.simulator.sync import run_sync
+from crm_pipeline.warehouse import pii
 from crm_pipeline.warehouse.publish import publish_marts
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -26,6 +27,8 @@ SEED = 5
 def run_dbt(
     warehouse: WarehouseUrl, target: Path, *args: str, project: Path = DBT_PROJECT_DIR
 ) -> subprocess.CompletedProcess[str]:
+    with psycopg.connect(warehouse.libpq()) as conn:
+        pii.install_key(conn, pii.pii_pepper())  # what the transform DAG's first task does
     return subprocess.run(
         [str(VENV_BIN / "dbt"), *args, "--project-dir", str(project), "--profiles-dir", str(DBT_PROJECT_DIR)],
         env={**dbt_env(warehouse, dict(os.environ)), "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target)},

@@ -17,7 +17,7 @@ from conftest import LocalAirflow, scratch_database
 from dbt_runs import build_and_publish, sync_all
 from psycopg import sql
 
-from crm_pipeline.warehouse import audit_log
+from crm_pipeline.warehouse import audit_log, pii
 from crm_pipeline.warehouse.erasure import ErasureRequestError, erase_person
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -55,7 +55,10 @@ def person_in_both_crms(conn: psycopg.Connection) -> tuple[str, str, set[str]]:
 
 
 def traces(conn: psycopg.Connection, email: str, ids: set[str]) -> dict[str, int]:
-    """``{schema.table: rows}`` holding the email anywhere (any case) or any id as a whole word."""
+    """``{schema.table: rows}`` holding the email anywhere (any case), its keyed hash or the contact key made from
+    it (what the marts hold, computed here in Python: ``warehouse/pii.py``), or any id as a whole word."""
+    pepper = pii.pii_pepper()
+    hashes = [pii.pseudonymise(pepper, email), pii.pseudonymise(pepper, f"email:{email}")]
     tables = conn.execute(
         "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE'"
         " and table_schema not in ('pg_catalog', 'information_schema')"
@@ -63,10 +66,10 @@ def traces(conn: psycopg.Connection, email: str, ids: set[str]) -> dict[str, int
     found = {}
     for schema, table in tables:
         row = conn.execute(
-            sql.SQL("select count(*) from {} as t where strpos(lower(t::text), %s) > 0 or t::text ~ %s").format(
-                sql.Identifier(schema, table)
-            ),
-            (email, r"\m(" + "|".join(sorted(ids)) + r")\M"),
+            sql.SQL(
+                "select count(*) from {} as t where strpos(lower(t::text), %s) > 0 or t::text ~ %s or t::text ~ %s"
+            ).format(sql.Identifier(schema, table)),
+            (email, r"\m(" + "|".join(sorted(ids)) + r")\M", "|".join(hashes)),
         ).fetchone()
         if row and row[0]:
             found[f"{schema}.{table}"] = row[0]

@@ -60,7 +60,7 @@ def test_names_that_bypass_validation_are_still_only_names(warehouse: WarehouseU
     base = default_catalogue().get("hubspot.deals")
     columns = {"id": "string", "updatedAt": "timestamp_with_timezone", column: "string"}
     # model_copy does not validate: this spec carries the names the catalogue would have refused.
-    spec = base.model_copy(update={"stream": stream, "columns": columns, "checks": (), "pii_columns": ()})
+    spec = base.model_copy(update={"stream": stream, "columns": columns, "checks": (), "pii_columns": {}})
     with psycopg.connect(warehouse.libpq()) as conn:
         conn.execute("create table public.canary (id int)")
         conn.commit()

@@ -1,14 +1,16 @@
-"""A task that tries its hardest to leak the warehouse password shows it to nobody: not in its log, not in its
-error, not in the alerts it sends. Real ``airflow dags test``, real SMTP and HTTP receivers on loopback.
+"""A task that tries its hardest to leak the warehouse password and the PII pepper shows them to nobody: not in
+its log, not in its error, not in the alerts it sends. Real ``airflow dags test``, real SMTP and HTTP receivers
+on loopback.
 
 The probe DAG lives in the test's own DAGs folder and uses the project's default arguments, so the alerts are the
 project's notifiers (``alerts/``), which redact through Airflow's secrets masker. Airflow registers a
-connection's password with the masker when a task reads the connection; the probe reads it the way every
-project task does (``task_warehouse_url``).
+connection's password with the masker when a task reads the connection; the probe reads them the way every
+project task does (``task_warehouse_url``, ``pii_pepper``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,8 +28,9 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 pytestmark = pytest.mark.integration
 
 PASSWORD = "Probe-Warehouse-Passw0rd-7c41"  # pragma: allowlist secret
+PEPPER = "Probe-PII-Pepper-of-Some-Length-9d2e"  # pragma: allowlist secret
 PROBE = '''
-"""A task that prints the warehouse URL with its password, then fails with it in the error."""
+"""A task that prints the warehouse URL with its password and the PII pepper, then fails with both in the error."""
 from airflow.sdk import dag, task
 
 from crm_pipeline.orchestration.defaults import DEFAULT_ARGS, START_DATE
@@ -40,11 +43,12 @@ def crm_secret_probe():
         import logging
 
         from crm_pipeline.warehouse.locate import task_warehouse_url
+        from crm_pipeline.warehouse.pii import pii_pepper
 
-        url = task_warehouse_url()
-        print("print:", url.libpq())
-        logging.getLogger(__name__).warning("log: %s", url.libpq())
-        raise RuntimeError(f"error: cannot use {url.libpq()} (password {url.password})")
+        url, pepper = task_warehouse_url(), pii_pepper()
+        print("print:", url.libpq(), "pepper:", pepper)
+        logging.getLogger(__name__).warning("log: %s pepper: %s", url.libpq(), pepper)
+        raise RuntimeError(f"error: cannot use {url.libpq()} (password {url.password}, pepper {pepper})")
 
     leak()
 
@@ -93,7 +97,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_a_leaking_task_shows_the_password_to_nobody(
+def test_a_leaking_task_shows_the_password_and_the_pepper_to_nobody(
     local_airflow: LocalAirflow, warehouse: WarehouseUrl, alert_receivers: AlertReceivers, tmp_path: Path
 ) -> None:
     dags = tmp_path / "dags"
@@ -105,6 +109,7 @@ def test_a_leaking_task_shows_the_password_to_nobody(
         **alert_receivers.env(),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW_CONN_CRM_WAREHOUSE": leaky.airflow_conn_uri(),
+        "AIRFLOW_CONN_CRM_PII_PEPPER": json.dumps({"conn_type": "generic", "password": PEPPER}),
     }
     with api_server(local_airflow, warehouse, env) as api:
         # Under the executor, as on a deployment: the task runs in its own supervised process, which writes the
@@ -120,7 +125,9 @@ def test_a_leaking_task_shows_the_password_to_nobody(
     assert len(alert_receivers.emails) == 1 and len(alert_receivers.webhooks) == 1, "the failure alerted both"
     for where in ("task log", "email 0", "webhook 0"):
         assert "error: cannot use postgresql://postgres:***@" in seen[where], where
+        assert "pepper ***)" in seen[where], where
     assert "print: postgresql://postgres:***@" in seen["task log"]
     assert "log: postgresql://postgres:***@" in seen["task log"]
-    leaked = [where for where, text in seen.items() if PASSWORD in text]
+    assert "pepper: ***" in seen["task log"]
+    leaked = [where for where, text in seen.items() if PASSWORD in text or PEPPER in text]
     assert leaked == []

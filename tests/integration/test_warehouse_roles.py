@@ -20,7 +20,7 @@ from psycopg import errors, sql
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.quality.raw_gate import judge_batch
 from crm_pipeline.sources.simulator.sync import Fault, run_sync
-from crm_pipeline.warehouse import audit_log
+from crm_pipeline.warehouse import audit_log, pii
 from crm_pipeline.warehouse.roles import (
     ANALYST,
     AUDITOR,
@@ -91,6 +91,7 @@ NOT_FOR_ANALYSTS = (
     "marts_build",
     "crm_audit",
     "crm_simulator",
+    "crm_private",
 )
 
 
@@ -109,6 +110,67 @@ def test_the_analyst_reads_every_published_mart_and_nothing_else(secured: Wareho
         assert denied(conn, sql.SQL("create table marts.analyst_scratch (id int)"))
         assert denied(conn, sql.SQL("delete from {}").format(marts[0]))
         assert denied(conn, "create schema analyst_scratch")
+
+
+def test_no_published_mart_holds_a_raw_email_phone_or_name(secured: WarehouseUrl) -> None:
+    """Every value of every catalogue PII column, as raw holds it and as staging normalises it, searched for in
+    every column of every published mart."""
+    with psycopg.connect(secured.libpq()) as conn:
+        conn.execute("create temporary table pii_values (value text primary key)")
+        sources = [
+            (spec.raw_schema, spec.stream, column)
+            for spec in default_catalogue().enabled()
+            for column in spec.pii_columns
+        ]
+        sources += [
+            ("staging", model, column)
+            for model, columns in (
+                ("int_people__resolved", ("email", "first_name", "last_name", "phone")),
+                ("int_owners__resolved", ("email", "first_name", "last_name")),
+                ("int_accounts__resolved", ("phone",)),
+            )
+            for column in columns
+        ]
+        for schema, table, column in sources:
+            conn.execute(
+                sql.SQL(
+                    "insert into pii_values select v from (select {c}::text as v from {t}"
+                    " union select lower(trim({c}::text)) from {t}) as found"
+                    " where nullif(v, '') is not null on conflict do nothing"
+                ).format(c=sql.Identifier(column), t=sql.Identifier(schema, table))
+            )
+        (known,) = conn.execute("select count(*) from pii_values").fetchone()  # type: ignore[misc]
+        assert known > 500, "the simulator's people have emails, names and phones to look for"
+        exposed = {}
+        for schema, table, column in conn.execute(
+            "select table_schema, table_name, column_name from information_schema.columns"
+            " where table_schema = 'marts' or (table_schema, table_name) = ('staging', 'int_people__resolved')"
+            " order by 1, 2, 3"
+        ).fetchall():
+            (hits,) = conn.execute(  # type: ignore[misc]
+                sql.SQL("select count(*) from {} where {}::text in (select value from pii_values)").format(
+                    sql.Identifier(schema, table), sql.Identifier(column)
+                )
+            ).fetchone()
+            if hits:
+                exposed[f"{schema}.{table}.{column}"] = hits
+    staging = {k for k in exposed if k.startswith("staging.")}
+    assert {f"staging.int_people__resolved.{c}" for c in ("email", "first_name", "last_name")} <= staging, (
+        "the search finds raw values where they are (staging, which analysts cannot read)"
+    )
+    assert {k: v for k, v in exposed.items() if k not in staging} == {}
+
+
+def test_only_the_transformer_may_hash_and_nobody_reads_the_key(secured: WarehouseUrl) -> None:
+    """An analyst who could call the keyed hash could hash a guessed email and look it up."""
+    with as_role(secured, TRANSFORMER) as conn:
+        (hashed,) = conn.execute("select crm_pii.pseudonymise('a@b.io')").fetchone()  # type: ignore[misc]
+        assert hashed == pii.pseudonymise(pii.pii_pepper(), "a@b.io")
+        assert denied(conn, "select * from crm_private.pii_key")
+    for r in (ANALYST, AUDITOR, LOADER):
+        with as_role(secured, r) as conn:
+            assert denied(conn, "select crm_pii.pseudonymise('a@b.io')"), r.name
+            assert denied(conn, "select * from crm_private.pii_key"), r.name
 
 
 def test_the_loader_writes_raw_only(secured: WarehouseUrl) -> None:
@@ -174,7 +236,7 @@ def test_the_audit_log_records_the_pipeline_and_refuses_every_change(secured: Wa
         assert gate["subject"] == GATED_STREAM and gate["run_id"] == RUN_ID
         assert gate["details"]["verdict"] == "quarantined" and gate["details"]["quarantined_rows"] > 0
         assert [e for e in events if e[0] == "publish"] == [("publish", "marts")] * 2
-        assert [e for e in events if e[0] == "grant"] == [("grant", "warehouse roles")] * 2
+        assert [e for e in events if e[0] == "grant"] == [("grant", "pii key")] + [("grant", "warehouse roles")] * 2
         # Counts and ids only: no raw value is ever written to the log.
         emails = conn.execute("select properties_email from raw_hubspot.contacts where properties_email <> ''")
         text = " ".join(str(e["details"]) for e in log)

@@ -54,7 +54,7 @@ def test_project_catalogue_loads_and_derives_names() -> None:
         ({"cursor_field": "updated"}, "'cursor_field' must be one of the stream's columns, got 'updated'"),
         ({"cursor_field": None}, "'cursor_field' is required for sync_mode 'incremental_append_deduped'"),
         ({"primary_key": ["deal_id"]}, "'primary_key' must name the stream's columns, got 'deal_id'"),
-        ({"pii_columns": ["email"]}, "'pii_columns' must name the stream's columns, got 'email'"),
+        ({"pii_columns": {"email": "hash"}}, "'pii_columns' must name the stream's columns, got 'email'"),
         ({"sync_mode": "mirror"}, "'sync_mode' Input should be"),
         ({"frequency": "every hour"}, "'frequency' Value error, must be a 5-field cron expression"),
         ({"colour": "blue"}, "'colour' is not a known field"),
@@ -99,7 +99,7 @@ IDENTIFIER_FIELDS = {
     "columns": lambda name: {"columns": {"id": "string", "updatedAt": "timestamp_with_timezone", name: "string"}},
     "primary_key": lambda name: {"primary_key": [name]},
     "cursor_field": lambda name: {"cursor_field": name},
-    "pii_columns": lambda name: {"pii_columns": [name]},
+    "pii_columns": lambda name: {"pii_columns": {name: "hash"}},
     "checks": lambda name: {"checks": [{"rule": "not_null", "column": name}]},
     "airbyte_connection": lambda name: {"airbyte_connection": {"variable": name}},
 }

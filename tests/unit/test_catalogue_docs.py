@@ -35,7 +35,7 @@ def test_freshness_follows_each_streams_frequency() -> None:
     assert tables["deals"]["config"]["freshness"]["warn_after"] == {"count": 2, "period": "hour"}  # hourly
     assert tables["contacts"]["config"]["freshness"]["error_after"] == {"count": 24, "period": "hour"}  # every 6 h
     assert tables["companies"]["config"]["freshness"]["warn_after"] == {"count": 2, "period": "day"}  # daily
-    assert {"name": "properties_email", "config": {"meta": {"pii": True}}} in tables["contacts"]["columns"]
+    assert {"name": "properties_email", "config": {"meta": {"pii": "hash"}}} in tables["contacts"]["columns"]
 
 
 def test_a_cron_frequency_uses_its_longest_gap() -> None:

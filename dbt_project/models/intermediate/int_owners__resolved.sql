@@ -26,12 +26,10 @@ unioned as (
 )
 
 select
-    md5(
-        case
+    {{ pii_key("case
             when email is not null then 'email:' || email
             else 'record:' || source_system || ':' || source_owner_id
-        end
-    ) as owner_key,
+        end") }} as owner_key,
     source_system,
     source_owner_id,
     email,

@@ -1,13 +1,12 @@
 -- One contact_key per real-world person: records with the same normalised email are one person (HubSpot
 -- duplicates awaiting a merge, the Salesforce contact or lead of the same person). A record without an email
--- stands alone: names are too ambiguous to merge people on. The key hashes the email, so it is stable.
+-- stands alone: names are too ambiguous to merge people on. The key is the email's keyed hash (pii_key), so it is
+-- stable and cannot be recomputed from a guessed address.
 select
-    md5(
-        case
+    {{ pii_key("case
             when people.email is not null then 'email:' || people.email
             else 'record:' || people.source_system || ':' || people.record_type || ':' || people.source_person_id
-        end
-    ) as contact_key,
+        end") }} as contact_key,
     people.source_system,
     people.record_type,
     people.source_person_id,

@@ -109,6 +109,11 @@ def measure_gates(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) 
 
 
 def _dbt_build(warehouse: WarehouseUrl) -> None:
+    from crm_pipeline.warehouse import pii
+    from crm_pipeline.warehouse.locate import connect
+
+    with connect(warehouse) as conn:
+        pii.install_key(conn, pii.pii_pepper())  # the marts hash PII in the warehouse (warehouse/pii.py)
     with tempfile.TemporaryDirectory() as target:
         env = {**dbt_env(warehouse, dict(os.environ)), "DBT_TARGET_PATH": target, "DBT_LOG_PATH": target}
         subprocess.run(

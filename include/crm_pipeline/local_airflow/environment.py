@@ -25,6 +25,7 @@ from crm_pipeline.paths import (
     PROJECT_DIR,
     WAREHOUSE_CONN_ID,
 )
+from crm_pipeline.warehouse import pii
 from crm_pipeline.warehouse.roles import ROLES, role_url
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -81,6 +82,9 @@ def airflow_environment(
         f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse.airflow_conn_uri(),
         # One connection per least-privilege role (crm warehouse grants), e.g. crm_warehouse_analyst.
         **{f"AIRFLOW_CONN_{r.conn_id.upper()}": role_url(warehouse, r).airflow_conn_uri() for r in ROLES},
+        # The PII pepper (warehouse/pii.py): the configured connection, else this checkout's generated one.
+        pii.PEPPER_VARIABLE: os.environ.get(pii.PEPPER_VARIABLE)
+        or json.dumps({"conn_type": "generic", "password": pii.local_pepper()}),
         # Cosmos: the dbt docs page in the Airflow UI, and its cache under .local/.
         "AIRFLOW__COSMOS__CACHE_DIR": str(LOCAL_DIR / "cosmos"),
         "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": (

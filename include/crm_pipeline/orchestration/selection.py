@@ -32,6 +32,7 @@ from psycopg import sql
 from crm_pipeline.catalogue import StreamSpec
 from crm_pipeline.quality.quarantine import RELEASES_DDL
 from crm_pipeline.warehouse.ddl import run_ddl, split_script
+from crm_pipeline.warehouse.pii import key_installed_at
 from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
 from crm_pipeline.warehouse.publish import DDL as PUBLISHES_DDL
 
@@ -154,6 +155,10 @@ def select_nodes(
     since = last_published_cutoff(conn)
     if since is None:
         return Selection(True, "no publish with a cutoff yet: a first build is a whole build")
+    keyed = key_installed_at(conn)
+    if keyed is not None and keyed > since:
+        # Every hashed value and key derived from PII changes with the key: no mart may keep the old ones.
+        return Selection(True, f"the PII key was installed or rotated at {keyed.isoformat()}, after the last publish")
     keys = changed_streams(conn, since, cutoff)
     by_key = {spec.key: spec for spec in specs}
     nodes = downstream(manifest, [by_key[key] for key in keys if key in by_key])

@@ -165,11 +165,14 @@ def arrived(run_id: str | None = None) -> dict[str, Any]:
     from crm_pipeline.orchestration.selection import load_manifest, select_nodes
     from crm_pipeline.paths import dbt_manifest_path
     from crm_pipeline.quality.raw_gate import set_transform_cutoff
-    from crm_pipeline.warehouse import transform_lease
+    from crm_pipeline.warehouse import pii, transform_lease
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     params = get_current_context().get("params") or {}
     with connect(task_warehouse_url()) as conn:
+        # The marts hash PII with the pepper of the crm_pii_pepper connection: installed on first use, refused
+        # when it is not the one the warehouse already hashes with (rotation is deliberate: docs/security.md).
+        pii.install_key(conn, pii.pii_pepper())
         # Raw must not change under what this run reads until it publishes: hold the lease (new dedup and
         # overwrite syncs wait), let those already writing land, then fix the cutoff. ``release_raw`` gives it back.
         transform_lease.hold(conn, run_id or "")

@@ -7,8 +7,12 @@ Used by the Airflow task and by ``crm publish``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from crm_pipeline.orchestration.selection import load_manifest
+from crm_pipeline.paths import dbt_manifest_path
 from crm_pipeline.quality.checkpoint import GateReport, run_checkpoint
-from crm_pipeline.quality.marts import MART_GATES, against_published
+from crm_pipeline.quality.marts import against_published, mart_gates
 from crm_pipeline.quality.reconcile import reconciliation_report
 from crm_pipeline.quality.results import store_report
 from crm_pipeline.warehouse.locate import connect
@@ -18,12 +22,20 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 DEFAULT_MAX_SHRINK = 0.1
 
 
-def audit_build(url: WarehouseUrl, *, max_shrink: float = DEFAULT_MAX_SHRINK, run_id: str = "") -> list[GateReport]:
-    """Run and store every audit of ``marts_build``; the caller decides what a failure does."""
+def audit_build(
+    url: WarehouseUrl,
+    *,
+    max_shrink: float = DEFAULT_MAX_SHRINK,
+    run_id: str = "",
+    manifest: Path | None = None,
+) -> list[GateReport]:
+    """Run and store every audit of ``marts_build``; the caller decides what a failure does. The dbt manifest
+    (default: the one Cosmos renders from) says which mart columns hold treated PII."""
+    gates = mart_gates(load_manifest(manifest or dbt_manifest_path()))
     with connect(url) as conn:
-        published = {gate.table: published_count(conn, gate.table) for gate in MART_GATES}
+        published = {gate.table: published_count(conn, gate.table) for gate in gates}
         reports = [reconciliation_report(conn, BUILD_SCHEMA)]
-    for gate in MART_GATES:
+    for gate in gates:
         audited = against_published(gate, published[gate.table], max_shrink)
         reports.append(run_checkpoint(url, audited.name, audited.query, audited.rules))
     with connect(url) as conn:

@@ -33,7 +33,7 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
-from crm_pipeline.warehouse import audit_log
+from crm_pipeline.warehouse import audit_log, pii
 from crm_pipeline.warehouse.ddl import table_exists
 from crm_pipeline.warehouse.erasure_request import ErasureRequestError, checked_request
 from crm_pipeline.warehouse.transform_lease import replacing_write
@@ -138,6 +138,18 @@ def _keys(conn: psycopg.Connection, emails: set[str], ids: set[str]) -> set[str]
     return keys
 
 
+def _pseudonyms(conn: psycopg.Connection, emails: set[str]) -> tuple[set[str], set[str]]:
+    """The person's emails and contact keys as the marts hold them: keyed hashes (``warehouse/pii.py``). They find
+    the person in the marts even when an interrupted erasure already removed them from staging."""
+    if not emails or pii.key_installed_at(conn) is None:
+        return set(), set()
+    rows = conn.execute(
+        "select crm_pii.pseudonymise(e), crm_pii.pseudonymise('email:' || e) from unnest(%s::text[]) as e",
+        (sorted(emails),),
+    ).fetchall()
+    return {r[0] for r in rows}, {r[1] for r in rows}
+
+
 def _columns(conn: psycopg.Connection, schema: str) -> dict[str, set[str]]:
     rows = conn.execute(
         "select c.table_name, c.column_name from information_schema.columns c join information_schema.tables t"
@@ -239,7 +251,8 @@ def erase_person(
     with replacing_write(conn, holder, streams, expires_in=timedelta(minutes=30), wait=wait), conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (ERASURE_LOCK_KEY,))
         emails, ids = _find(conn, {email} if email else set(), {crm_id} if crm_id else set())
-        keys = _keys(conn, emails, ids)
+        hashed_emails, hashed_keys = _pseudonyms(conn, emails)
+        keys = _keys(conn, emails | hashed_emails, ids) | hashed_keys
         erasure.records_found = len(ids)
         raw_ids = _erase_raw(conn, erasure, emails, ids)
         if table_exists(conn, "crm_audit", "quarantine"):
@@ -250,6 +263,6 @@ def erase_person(
             erasure.deleted["crm_simulator.identity"] = conn.execute(
                 "delete from crm_simulator.identity where source_id = any(%s)", (sorted(ids),)
             ).rowcount
-        _erase_models(conn, erasure, emails, ids, keys)
+        _erase_models(conn, erasure, emails | hashed_emails, ids, keys)
         audit_log.record_event(conn, "erasure", "person", run_id=run_id, details=erasure.summary())
     return erasure

@@ -35,7 +35,7 @@ from psycopg import sql
 
 from crm_pipeline.catalogue import Catalogue, default_catalogue
 from crm_pipeline.paths import LOCAL_DIR, WAREHOUSE_CONN_ID
-from crm_pipeline.warehouse import audit_log, transform_lease
+from crm_pipeline.warehouse import audit_log, pii, transform_lease
 from crm_pipeline.warehouse.ddl import run_ddl
 from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -145,7 +145,7 @@ def _schema_grants(schemas: Iterable[str], r: Role, *, write: bool) -> list[sql.
 def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql.Composable]:
     """Every statement of ``apply_grants``, in order; each one idempotent."""
     raw = [*raw_schemas(catalogue), SIMULATOR_SCHEMA]
-    audit = sql.Identifier(AUDIT_SCHEMA)
+    audit, transformer = sql.Identifier(AUDIT_SCHEMA), sql.Identifier(TRANSFORMER.name)
     statements: list[sql.Composable] = []
     for r in ROLES:
         statements += _role_statements(conn, r)
@@ -184,6 +184,13 @@ def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql
             sql.SQL(", ").join(sql.Identifier(r.name) for r in (LOADER, TRANSFORMER)),
         ),
     ]
+    # dbt applies the PII treatments as the transformer; nobody else may hash guesses (warehouse/pii.py).
+    statements += [
+        sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(pii.PII_SCHEMA), transformer),
+        sql.SQL("grant execute on function {}, {} to {}").format(
+            sql.SQL(pii.PSEUDONYMISE), sql.SQL(pii.MASK), transformer
+        ),
+    ]
     return statements
 
 
@@ -216,10 +223,14 @@ def grant_published(conn: psycopg.Connection) -> None:
             conn.execute(sql.SQL("revoke all on all tables in schema {} from {}").format(schema, analyst))
 
 
-def apply_grants(conn: psycopg.Connection, catalogue: Catalogue | None = None) -> list[str]:
-    """Create the roles and (re)apply every grant: idempotent, safe to run at every deploy. Returns the roles."""
+def apply_grants(
+    conn: psycopg.Connection, catalogue: Catalogue | None = None, *, pepper: str | None = None
+) -> list[str]:
+    """Create the roles, install the PII key (``pepper``, else the ``crm_pii_pepper`` connection's) and (re)apply
+    every grant: idempotent, safe to run at every deploy. Returns the roles."""
     catalogue = catalogue or default_catalogue()
     audit_log.ensure_audit_log(conn)
+    pii.install_key(conn, pepper or pii.pii_pepper())
     transform_lease.ensure_lease(conn)  # the loader's grants on the lease tables need them to exist
     run_ddl(conn, grant_statements(conn, catalogue))
     with conn.transaction():

@@ -62,7 +62,7 @@ select
     preferred.industry,
     preferred.city,
     preferred.country,
-    preferred.phone,
+    {{ pii('preferred.phone', 'hubspot.companies.properties_phone', 'salesforce.Account.Phone') }} as phone,
     preferred.employee_count,
     preferred.annual_revenue,
     owners.owner_key,

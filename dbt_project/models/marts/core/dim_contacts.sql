@@ -81,10 +81,23 @@ accounts as (
 
 select
     latest.contact_key,
-    latest.email,
-    latest.first_name,
-    latest.last_name,
-    latest.phone,
+    -- Personal data, treated as the catalogue says (pii macro): analysts join and count on the hashed email.
+    {{ pii(
+        'latest.email',
+        'hubspot.contacts.properties_email', 'salesforce.Contact.Email', 'salesforce.Lead.Email'
+    ) }} as email,
+    {{ pii(
+        'latest.first_name',
+        'hubspot.contacts.properties_firstname', 'salesforce.Contact.FirstName', 'salesforce.Lead.FirstName'
+    ) }} as first_name,
+    {{ pii(
+        'latest.last_name',
+        'hubspot.contacts.properties_lastname', 'salesforce.Contact.LastName', 'salesforce.Lead.LastName'
+    ) }} as last_name,
+    {{ pii(
+        'latest.phone',
+        'hubspot.contacts.properties_phone', 'salesforce.Contact.Phone', 'salesforce.Lead.Phone'
+    ) }} as phone,
     latest.account_key,
     accounts.account_name,
     latest.owner_key,

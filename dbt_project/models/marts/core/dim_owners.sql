@@ -17,9 +17,9 @@ latest as (
 
 select
     latest.owner_key,
-    latest.email,
-    latest.first_name,
-    latest.last_name,
+    {{ pii('latest.email', 'hubspot.owners.email', 'salesforce.User.Email') }} as email,
+    {{ pii('latest.first_name', 'hubspot.owners.firstName', 'salesforce.User.FirstName') }} as first_name,
+    {{ pii('latest.last_name', 'hubspot.owners.lastName', 'salesforce.User.LastName') }} as last_name,
     min(owners.source_owner_id) filter (where owners.source_system = 'hubspot') as hubspot_owner_id,
     min(owners.source_owner_id) filter (where owners.source_system = 'salesforce') as salesforce_user_id,
     bool_or(owners.is_active) as is_active
