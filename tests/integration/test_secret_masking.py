@@ -110,9 +110,11 @@ def test_a_leaking_task_shows_the_password_and_the_pepper_to_nobody(
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW_CONN_CRM_WAREHOUSE": leaky.airflow_conn_uri(),
         "AIRFLOW_CONN_CRM_PII_PEPPER": json.dumps({"conn_type": "generic", "password": PEPPER}),
-        # Lineage is not what this test is about, and under `dags test --use-executor` the OpenLineage listener's
-        # process pool, forked when the run fails, can outlive the run: LocalExecutor.end() then waits on it for
-        # good (seen once in a fresh-clone CI run; py-spy showed the pool's worker idle in Queue.get).
+        # `dags test --use-executor` sometimes never returns (twice in about ten runs): LocalExecutor forks
+        # `parallelism` workers at once, and at the end one of them, idle, never gets its shutdown message while
+        # end() joins it (py-spy: end() in join, the worker in Queue.get, its siblings exited). One task needs one
+        # worker. Lineage is not what this test checks either, and its listener forks a process pool of its own.
+        "AIRFLOW__CORE__PARALLELISM": "1",
         "AIRFLOW__OPENLINEAGE__DISABLED": "True",
     }
     with api_server(local_airflow, warehouse, env) as api:
