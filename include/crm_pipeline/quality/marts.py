@@ -12,7 +12,7 @@ lets a raw email through fails the audit and the marts stay as they were (``ware
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crm_pipeline.quality.rules import Rule, quote_ident
@@ -103,10 +103,11 @@ def _pii_rule(mart: str, column: str, treatment: Any) -> Rule:
         raise ValueError(
             f"dbt meta pii of {mart}.{column} is {treatment!r}; a mart column is {' or '.join(TREATED_PATTERNS)}"
         )
-    rule = _rule(mart, f"pii_{treatment}ed", "ExpectColumnValuesToMatchRegex", column=column)
-    kwargs = {"column": column, "regex": TREATED_PATTERNS[treatment]}
-    # pii: a failing value may be the raw email itself, so its samples are redacted like the raw gate's.
-    return Rule(rule.name, rule.rule, column, "error", rule.expectation, kwargs, pii=True)
+    rule = _rule(
+        mart, f"pii_{treatment}ed", "ExpectColumnValuesToMatchRegex", column=column, regex=TREATED_PATTERNS[treatment]
+    )
+    # A failing value may be the raw email itself: its samples are redacted, as the raw gate's are.
+    return replace(rule, pii=True)
 
 
 def mart_gates(manifest: dict[str, Any]) -> tuple[MartGate, ...]:
