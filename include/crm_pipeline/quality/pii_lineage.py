@@ -25,6 +25,7 @@ from typing import Any
 
 from crm_pipeline.catalogue import Catalogue
 from crm_pipeline.paths import DBT_PROJECT_DIR
+from crm_pipeline.quality.marts import pii_columns
 from crm_pipeline.sources.contract import AIRBYTE_COLUMNS
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -163,6 +164,7 @@ def check_marts(manifest: dict[str, Any], catalogue: Catalogue, marts: set[str] 
     database = next(iter(manifest["sources"].values()))["database"]
     schema, sources, ordered = _schema(manifest, catalogue, database)
     raw_pii = _raw_pii(catalogue)
+    declared_pii = pii_columns(manifest)  # what each mart's dbt meta says, as the mart audit reads it
     findings: list[Finding] = []
     for node in ordered:
         if node["resource_type"] != "model" or node["fqn"][1:2] != ["marts"]:
@@ -170,10 +172,7 @@ def check_marts(manifest: dict[str, Any], catalogue: Catalogue, marts: set[str] 
         mart = node["alias"] or node["name"]
         if marts is not None and mart not in marts:
             continue
-        declared = {
-            name: (column.get("config", {}).get("meta") or column.get("meta") or {}).get("pii")
-            for name, column in node["columns"].items()
-        }
+        declared = declared_pii.get(mart, {})
         for column, root in lineage(
             None, node["compiled_code"], schema=schema, sources=sources, dialect="postgres"
         ).items():

@@ -36,7 +36,7 @@ import psycopg
 
 from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.warehouse import audit_log
-from crm_pipeline.warehouse.ddl import run_ddl
+from crm_pipeline.warehouse.ddl import run_ddl, table_exists
 
 PEPPER_CONN_ID = "crm_pii_pepper"
 PEPPER_VARIABLE = "AIRFLOW_CONN_CRM_PII_PEPPER"  # how the local stack hands it to Airflow
@@ -193,7 +193,7 @@ def install_key(conn: psycopg.Connection, pepper: str, *, rotate: bool = False) 
 
 def key_installed_at(conn: psycopg.Connection) -> datetime | None:
     """When the current key was installed (a rotation makes the next transform rebuild everything)."""
-    if conn.execute("select to_regclass(%s)", (f"{KEY_SCHEMA}.pii_key",)).fetchone() == (None,):
+    if not table_exists(conn, KEY_SCHEMA, "pii_key"):
         return None
     row = conn.execute(f"select installed_at from {KEY_SCHEMA}.pii_key").fetchone()
     return row[0] if row else None
