@@ -21,7 +21,7 @@ from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
 from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.quality.marts import MART_GATES
 from crm_pipeline.warehouse.ddl import table_exists
-from crm_pipeline.warehouse.roles import apply_grants_if_allowed
+from crm_pipeline.warehouse.roles import apply_grants
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 DEMO_SCHEMAS = ("crm_simulator", "staging", "snapshots", "marts", "marts_build", "analytics")
@@ -38,7 +38,7 @@ def reset_demo_data(warehouse: WarehouseUrl) -> None:
         for schema in schemas:
             conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
     with psycopg.connect(warehouse.libpq()) as conn:
-        apply_grants_if_allowed(conn)  # the dropped schemas' grants went with them; the audit log (crm_audit) stays
+        apply_grants(conn)  # the deploy step again: the dropped schemas and their grants; the audit log stays
 
 
 def run_dag_test(stack: LocalStack, dag_id: str) -> tuple[int, Path]:

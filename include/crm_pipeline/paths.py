@@ -22,8 +22,12 @@ AIRFLOW_SETTINGS_FILE = PROJECT_DIR / "airflow_settings.yaml"
 WAREHOUSE_DIR = LOCAL_DIR / "warehouse"
 AIRFLOW_HOME = LOCAL_DIR / "airflow"
 
-# The Airflow connection every task reaches the warehouse through.
+# The warehouse owner's Airflow connection: the deploy step (grants), the CLI, the erasure.
 WAREHOUSE_CONN_ID = "crm_warehouse"
+# The connections tasks log in through, one per least-privilege role (``warehouse/roles.py``).
+LOADER_CONN_ID = f"{WAREHOUSE_CONN_ID}_loader"
+TRANSFORMER_CONN_ID = f"{WAREHOUSE_CONN_ID}_transformer"
+AUDITOR_CONN_ID = f"{WAREHOUSE_CONN_ID}_auditor"
 
 
 DBT_MANIFEST_VARIABLE = "CRM_DBT_MANIFEST"

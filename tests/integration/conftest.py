@@ -31,6 +31,7 @@ from crm_pipeline.local_airflow.environment import airflow_environment
 from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
 from crm_pipeline.orchestration.extract import pipeline_dag_ids
 from crm_pipeline.warehouse.locate import drop_database, ensure_database, resolve_warehouse_url
+from crm_pipeline.warehouse.roles import apply_grants
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 VENV_BIN = Path(sys.executable).parent
@@ -76,6 +77,19 @@ def warehouse(server: WarehouseUrl) -> Iterator[WarehouseUrl]:
         yield scratch
 
 
+_DEPLOYED: set[WarehouseUrl] = set()
+
+
+def deploy(warehouse: WarehouseUrl) -> None:
+    """The deploy step (``crm warehouse grants``), once per warehouse database: the tasks log in as the pipeline's
+    roles, which use the structure and grants it installs."""
+    if warehouse in _DEPLOYED:
+        return
+    with psycopg.connect(warehouse.libpq()) as conn:
+        apply_grants(conn)
+    _DEPLOYED.add(warehouse)
+
+
 @dataclass
 class AirflowRun:
     returncode: int
@@ -96,6 +110,7 @@ class LocalAirflow:
     metadata: WarehouseUrl
 
     def env(self, warehouse: WarehouseUrl, variables: dict[str, str]) -> dict[str, str]:
+        deploy(warehouse)
         env = {**os.environ, **airflow_environment(warehouse, self.metadata, airflow_home=self.home)}
         env.update({f"AIRFLOW_VAR_{k.upper()}": v for k, v in variables.items()})
         return env
@@ -179,7 +194,7 @@ def local_airflow(
     airflow = LocalAirflow(home=tmp_path_factory.mktemp("airflow_home"), metadata=metadata_db)
     subprocess.run(
         [str(VENV_BIN / "airflow"), "db", "migrate"],
-        env=airflow.env(server, {}),
+        env={**os.environ, **airflow_environment(server, metadata_db, airflow_home=airflow.home)},
         check=True,
         capture_output=True,
         timeout=600,

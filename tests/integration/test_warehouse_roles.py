@@ -18,9 +18,11 @@ from dbt_runs import build_and_publish
 from psycopg import errors, sql
 
 from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.quality.quarantine import ensure_quarantine
 from crm_pipeline.quality.raw_gate import judge_batch
 from crm_pipeline.sources.simulator.sync import Fault, run_sync
 from crm_pipeline.warehouse import audit_log, pii
+from crm_pipeline.warehouse.ddl import StructureMissing, run_ddl
 from crm_pipeline.warehouse.roles import (
     ANALYST,
     AUDITOR,
@@ -44,20 +46,25 @@ DIRT = (Fault(stream=GATED_STREAM, kind="malformed_email"),)  # rows for the gat
 
 @pytest.fixture(scope="module")
 def secured(server: WarehouseUrl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseUrl]:
+    """The pipeline as its tasks run it: the deploy step as the owner, then each step as its least role."""
     with scratch_database(server, "crm_roles") as warehouse:
         with psycopg.connect(warehouse.libpq()) as conn:
+            apply_grants(conn)
+        with psycopg.connect(role_url(warehouse, LOADER).libpq()) as conn:
             synced = {
                 spec.key: run_sync(conn, spec, seed=5, scale="XS", audit_run_id=RUN_ID, faults=DIRT)
                 for spec in default_catalogue().enabled()
             }
             conn.commit()
+        transformer = role_url(warehouse, TRANSFORMER)
+        with psycopg.connect(transformer.libpq()) as conn:
             spec = default_catalogue().get(GATED_STREAM)
-            judge_batch(warehouse, conn, spec, synced[GATED_STREAM].sync_id, run_id=RUN_ID, now=datetime.now(UTC))
-            apply_grants(conn)
+            judge_batch(transformer, conn, spec, synced[GATED_STREAM].sync_id, run_id=RUN_ID, now=datetime.now(UTC))
+        with psycopg.connect(warehouse.libpq()) as conn:
             apply_grants(conn)  # idempotent: every deploy runs it
         target = tmp_path_factory.mktemp("dbt_roles")
-        build_and_publish(warehouse, target)
-        build_and_publish(warehouse, target)
+        build_and_publish(transformer, target)
+        build_and_publish(transformer, target)
         yield warehouse
 
 
@@ -182,7 +189,8 @@ def test_the_loader_writes_raw_only(secured: WarehouseUrl) -> None:
         for mart in tables(secured, "marts", "marts_build", "staging"):
             assert denied(conn, sql.SQL("delete from {}").format(mart)), mart.as_string()
         for audit in tables(secured, "crm_audit"):
-            if audit.as_string() not in {f'"crm_audit"."{t}"' for t in LOADER_AUDIT_TABLES}:
+            # Its lease and job tables, and quarantine: emptying a raw table for a replay drops its rows.
+            if audit.as_string() not in {f'"crm_audit"."{t}"' for t in (*LOADER_AUDIT_TABLES, "quarantine")}:
                 assert denied(conn, sql.SQL("select 1 from {} limit 1").format(audit)), audit.as_string()
 
 
@@ -208,7 +216,7 @@ def test_the_auditor_reads_audit_and_quarantine_only(secured: WarehouseUrl) -> N
         assert denied(conn, "delete from crm_audit.quarantine")
 
 
-def test_no_role_is_privileged_or_owns_anything(secured: WarehouseUrl) -> None:
+def test_no_role_is_privileged_and_each_owns_only_what_it_builds(secured: WarehouseUrl) -> None:
     names = [r.name for r in ROLES]
     with psycopg.connect(secured.libpq()) as conn:
         flags = conn.execute(
@@ -218,12 +226,38 @@ def test_no_role_is_privileged_or_owns_anything(secured: WarehouseUrl) -> None:
         ).fetchall()
         assert flags == [(name, False, False, False, False, True) for name in sorted(names)]
         owned = conn.execute(
-            "select relname from pg_class where relowner in (select oid from pg_roles where rolname = any(%s))"
-            " union all select nspname from pg_namespace"
-            " where nspowner in (select oid from pg_roles where rolname = any(%s))",
-            (names, names),
+            "select r.rolname, n.nspname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+            " join pg_roles r on r.oid = c.relowner where r.rolname = any(%s) and n.nspname <> 'pg_toast'"
+            " group by 1, 2 order by 1, 2",
+            (names,),
         ).fetchall()
-        assert owned == []
+        assert owned == [
+            (LOADER.name, "crm_simulator"),
+            (LOADER.name, "raw_hubspot"),
+            (LOADER.name, "raw_salesforce"),
+            *((TRANSFORMER.name, schema) for schema in ("marts", "marts_build", "snapshots", "staging")),
+        ]
+        others = conn.execute(
+            "select nspname from pg_namespace where nspowner = any(%(roles)s::regrole[])"
+            " union all select proname from pg_proc where proowner = any(%(roles)s::regrole[])",
+            {"roles": names},
+        ).fetchall()
+        assert others == [], "schemas and functions stay the owner's"
+
+
+def test_the_pipeline_roles_use_the_structure_and_cannot_change_it(secured: WarehouseUrl) -> None:
+    """The deploy step installs every table; a role finds them, and is told by name when one is missing."""
+    with as_role(secured, TRANSFORMER) as conn:
+        ensure_quarantine(conn)  # installed: nothing to do
+        with pytest.raises(StructureMissing, match=r"crm_audit\.not_deployed is missing .* `crm warehouse grants`"):
+            run_ddl(conn, ["create table if not exists crm_audit.not_deployed (id int)"])
+        assert denied(conn, "create table crm_audit.not_deployed (id int)")
+        assert denied(conn, "alter table crm_audit.quarantine add column sneaky text")
+        assert denied(conn, "alter schema marts rename to marts_mine")
+        assert denied(conn, "select crm_audit.drop_dependent_views('raw_hubspot', 'contacts')")
+    with as_role(secured, LOADER) as conn:
+        assert denied(conn, "select crm_audit.swap_marts()")
+        assert denied(conn, "create schema raw_elsewhere")
 
 
 def test_the_audit_log_records_the_pipeline_and_refuses_every_change(secured: WarehouseUrl) -> None:
@@ -236,6 +270,9 @@ def test_the_audit_log_records_the_pipeline_and_refuses_every_change(secured: Wa
         assert gate["subject"] == GATED_STREAM and gate["run_id"] == RUN_ID
         assert gate["details"]["verdict"] == "quarantined" and gate["details"]["quarantined_rows"] > 0
         assert [e for e in events if e[0] == "publish"] == [("publish", "marts")] * 2
+        # Each step was recorded by the least role that did it.
+        by = {event: {e["recorded_by"] for e in log if e["event"] == event} for event in ("load", "gate", "publish")}
+        assert by == {"load": {LOADER.name}, "gate": {TRANSFORMER.name}, "publish": {TRANSFORMER.name}}
         assert [e for e in events if e[0] == "grant"] == [("grant", "pii key")] + [("grant", "warehouse roles")] * 2
         # Counts and ids only: no raw value is ever written to the log.
         emails = conn.execute("select properties_email from raw_hubspot.contacts where properties_email <> ''")
@@ -277,3 +314,27 @@ def test_grants_run_by_a_role_that_may_not_create_roles_say_what_to_do(secured: 
         problem = apply_grants_if_allowed(conn)
     assert problem is not None
     assert "'crm_analyst' may not" in problem and "crm warehouse grants" in problem
+
+
+def test_the_loader_changes_its_raw_tables_and_drops_only_the_views_on_them(server: WarehouseUrl) -> None:
+    """A retyped source column (Airbyte alters the raw table) needs the staging views on that table dropped, and
+    staging belongs to the transformer: the loader gets that one step through ``crm_audit.drop_dependent_views``,
+    for the tables it owns only."""
+    spec = default_catalogue().get("hubspot.deals")
+    with scratch_database(server, "crm_roles_drift") as warehouse:
+        with psycopg.connect(warehouse.libpq()) as conn:
+            apply_grants(conn)
+        with psycopg.connect(role_url(warehouse, LOADER).libpq()) as conn:
+            run_sync(conn, spec, seed=5, scale="XS")
+            conn.commit()
+        with as_role(warehouse, TRANSFORMER) as conn:
+            conn.execute("create view staging.deals_probe as select * from raw_hubspot.deals")
+            conn.execute("create table staging.unrelated (id int)")
+        with psycopg.connect(role_url(warehouse, LOADER).libpq()) as conn:
+            run_sync(conn, spec, seed=5, scale="XS", faults=(Fault(stream=spec.key, kind="retyped_column"),))
+            conn.commit()
+            with pytest.raises(errors.InsufficientPrivilege, match="does not own the table"):
+                conn.execute("select crm_audit.drop_dependent_views('crm_audit', 'quarantine')")
+        with psycopg.connect(warehouse.libpq()) as conn:
+            left = conn.execute("select table_name from information_schema.tables where table_schema = 'staging'")
+            assert [name for (name,) in left.fetchall()] == ["unrelated"]

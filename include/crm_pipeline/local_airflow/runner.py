@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from crm_pipeline.errors import WarehouseConfigError
 from crm_pipeline.local_airflow.environment import airflow_environment
 from crm_pipeline.local_airflow.processes import COMPONENTS, ProcessSet
 from crm_pipeline.paths import AIRFLOW_HOME, DBT_MANIFEST_VARIABLE, DBT_PROJECT_DIR, LOCAL_DIR
@@ -117,14 +118,15 @@ def load_settings(stack: LocalStack) -> None:
 
 
 def apply_warehouse_grants(stack: LocalStack) -> None:
-    """``crm warehouse grants`` on the local stack's warehouse: the roles its ``crm_warehouse_<role>`` connections
-    log in as. A user that may not create roles gets a message instead (the pipeline itself runs without them)."""
+    """``crm warehouse grants`` on the local stack's warehouse: the structure the tasks use and the roles its
+    ``crm_warehouse_<role>`` connections log in as. Without them no task can run, so a user that may not create
+    roles stops the setup here, with what to run instead."""
     from crm_pipeline.warehouse.locate import connect
     from crm_pipeline.warehouse.roles import apply_grants_if_allowed
 
     with connect(stack.warehouse) as conn:
         if problem := apply_grants_if_allowed(conn):
-            print(f"    {problem}", flush=True)
+            raise WarehouseConfigError(f"{problem}; the pipeline's tasks log in as these roles")
 
 
 def component_set() -> ProcessSet:

@@ -2,7 +2,8 @@
 
 It renders the page from the run audit on each request, so the UI never shows a stale file, and answers only a
 signed-in Airflow user (Airflow's own ``get_user`` dependency: the UI's session cookie or a bearer token). The
-warehouse is the ``crm_warehouse`` connection, read the way the api-server reads any connection.
+warehouse is the ``crm_warehouse_auditor`` connection (the audit tables, read-only), read the way the api-server
+reads any connection.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 
-from crm_pipeline.paths import WAREHOUSE_CONN_ID
+from crm_pipeline.paths import AUDITOR_CONN_ID
 
 PATH = "/health"
 
@@ -25,7 +26,7 @@ def _warehouse_libpq() -> str:
 
     from crm_pipeline.warehouse.locate import url_from_connection
 
-    return url_from_connection(Connection.get_connection_from_secrets(WAREHOUSE_CONN_ID)).libpq()
+    return url_from_connection(Connection.get_connection_from_secrets(AUDITOR_CONN_ID)).libpq()
 
 
 @app.get(PATH, response_class=HTMLResponse, dependencies=[Depends(get_user)])

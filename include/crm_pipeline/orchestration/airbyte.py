@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
 from crm_pipeline.lineage import report_tables
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
+from crm_pipeline.paths import LOADER_CONN_ID
 
 LOG = logging.getLogger(__name__)  # task logs capture it
 AIRBYTE_CONN_ID = "airbyte_default"
@@ -87,7 +88,7 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
         from crm_pipeline.orchestration.replacing_writes import WRITE_HOLD, register
         from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
-        with connect(task_warehouse_url()) as conn:
+        with connect(task_warehouse_url(LOADER_CONN_ID)) as conn:
             specs = connection_groups()[self.connection_variable]
             self.raw_write_holder = register(conn, specs, context, expires_in=SYNC_TIMEOUT + WRITE_HOLD)
 
@@ -96,7 +97,7 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
         is a new operator object, so the holder comes from the context."""
         from crm_pipeline.orchestration.replacing_writes import end, writer_id
 
-        end(self.raw_write_holder or writer_id(context), self._streams())
+        end(self.raw_write_holder or writer_id(context), self._streams(), conn_id=LOADER_CONN_ID)
 
     def _streams(self) -> list[str]:
         return [s.key for s in connection_groups().get(self.connection_variable, [])]
@@ -105,7 +106,8 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
         from crm_pipeline.orchestration.replacing_writes import end
 
         super().on_kill()  # cancels the job
-        end(self.raw_write_holder, self._streams())  # registered by this execute, if the job replaces rows
+        # Registered by this execute, if the job replaces rows.
+        end(self.raw_write_holder, self._streams(), conn_id=LOADER_CONN_ID)
 
     def _names(self) -> str:
         """The connection's Variable and its streams, for messages (and so for alerts)."""
@@ -134,7 +136,7 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
 
         store_airbyte_job(self.connection_variable, job_id, context["run_id"])
         specs = connection_groups()[self.connection_variable]
-        report_tables(task_warehouse_url(), outputs=[(s.raw_schema, s.stream) for s in specs])
+        report_tables(task_warehouse_url(LOADER_CONN_ID), outputs=[(s.raw_schema, s.stream) for s in specs])
         ti = context.get("ti")
         started = ti.start_date.isoformat() if ti is not None and ti.start_date else None
         return {s.key: {"stream": s.key, "sync_id": job_id, "source": "airbyte", "started_at": started} for s in specs}
@@ -234,7 +236,7 @@ def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
 
     specs = connection_groups()[variable]
     job = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).get_job_details(int(job_id))
-    with connect(task_warehouse_url()) as conn:
+    with connect(task_warehouse_url(LOADER_CONN_ID)) as conn:
         run_ddl(conn, split_script(JOBS_DDL))
         audit_log.ensure_audit_log(conn)
         conn.execute(

@@ -36,6 +36,7 @@ class CancellingAirbyteSyncTrigger(AirbyteSyncTrigger):
         await asyncio.to_thread(hook.cancel_job, self.job_id)
         if self.raw_write:
             from crm_pipeline.orchestration.replacing_writes import end
+            from crm_pipeline.paths import LOADER_CONN_ID
 
             holder, streams = self.raw_write
-            await asyncio.to_thread(end, holder, streams)
+            await asyncio.to_thread(end, holder, streams, conn_id=LOADER_CONN_ID)

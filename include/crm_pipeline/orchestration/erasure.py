@@ -14,13 +14,15 @@ LOG = logging.getLogger(__name__)
 @task(pool="warehouse")
 def erase() -> dict[str, Any]:
     """Erase the person the params name; fail (no retry can help) when they name nobody or somebody twice."""
+    from crm_pipeline.paths import WAREHOUSE_CONN_ID
     from crm_pipeline.warehouse.erasure import ErasureRequestError, erase_person
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     context = get_current_context()
     params = context.get("params") or {}
     try:
-        with connect(task_warehouse_url()) as conn:
+        # The owner's connection: the one task that deletes from every schema (raw, staging, marts, quarantine).
+        with connect(task_warehouse_url(WAREHOUSE_CONN_ID)) as conn:
             erasure = erase_person(
                 conn, email=params.get("email"), crm_id=params.get("crm_id"), run_id=context["run_id"]
             )

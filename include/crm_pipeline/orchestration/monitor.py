@@ -19,6 +19,7 @@ def check_freshness() -> list[dict[str, Any]]:
     lost connection is retried as usual."""
     from crm_pipeline.monitoring.freshness import DEFAULT_FACTOR
     from crm_pipeline.monitoring.freshness import check_freshness as check
+    from crm_pipeline.paths import AUDITOR_CONN_ID
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     raw_factor = Variable.get("crm_freshness_factor", default=str(DEFAULT_FACTOR))
@@ -26,7 +27,7 @@ def check_freshness() -> list[dict[str, Any]]:
         factor = float(raw_factor)
     except ValueError:
         raise AirflowFailException(f"Variable crm_freshness_factor must be a number, got {raw_factor!r}") from None
-    with connect(task_warehouse_url()) as conn:
+    with connect(task_warehouse_url(AUDITOR_CONN_ID)) as conn:
         checks = check(conn, default_catalogue().enabled(), now=datetime.now(UTC), factor=factor)
     stale = [c for c in checks if c.stale]
     if stale:
@@ -39,9 +40,9 @@ def health_page() -> str:
     """Write the health page (``monitoring/health_page.py``) beside the Airflow logs, where the UI's host can serve
     it; ``make report`` writes the same page locally."""
     from crm_pipeline.monitoring.health_page import write_health_page
-    from crm_pipeline.paths import report_path
+    from crm_pipeline.paths import AUDITOR_CONN_ID, report_path
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
-    with connect(task_warehouse_url()) as conn:
+    with connect(task_warehouse_url(AUDITOR_CONN_ID)) as conn:
         path = write_health_page(conn, default_catalogue().enabled(), report_path(), now=datetime.now(UTC))
     return str(path)

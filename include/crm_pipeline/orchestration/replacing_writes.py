@@ -67,15 +67,16 @@ def register(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def end(holder: str | None, streams: Collection[str] | None = None) -> None:
-    """End a registration (of ``streams``, or all of the holder's), on a connection of its own: the writer's may
-    be broken. Never raises: a failing task's own error is what it must report, and the registration lapses."""
+def end(holder: str | None, streams: Collection[str] | None = None, *, conn_id: str) -> None:
+    """End a registration (of ``streams``, or all of the holder's), on a connection of its own (the task's role,
+    ``conn_id``): the writer's may be broken. Never raises: a failing task's own error is what it must report, and
+    the registration lapses."""
     if holder is None:
         return
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     try:
-        with connect(task_warehouse_url()) as conn:
+        with connect(task_warehouse_url(conn_id)) as conn:
             end_write(conn, holder, streams)
     except (psycopg.Error, OSError):
         LOG.warning("could not end the raw write registration of %s; it lapses", holder, exc_info=True)
@@ -83,4 +84,6 @@ def end(holder: str | None, streams: Collection[str] | None = None) -> None:
 
 def end_for_run(streams: Collection[str] | None = None) -> None:
     """End the current run's registration (of ``streams``, or all): a gate that judged its batch, ``admit``."""
-    end(writer_id(get_current_context()), streams)
+    from crm_pipeline.paths import TRANSFORMER_CONN_ID
+
+    end(writer_id(get_current_context()), streams, conn_id=TRANSFORMER_CONN_ID)

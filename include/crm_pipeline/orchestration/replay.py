@@ -48,16 +48,17 @@ def reset(stream_key: str) -> dict[str, Any]:
     from psycopg import sql
 
     from crm_pipeline.orchestration.replacing_writes import register
+    from crm_pipeline.paths import LOADER_CONN_ID
     from crm_pipeline.sources.raw_tables import table_ident
     from crm_pipeline.warehouse.ddl import table_exists
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     spec = default_catalogue().get(stream_key)
-    with connect(task_warehouse_url()) as conn:
+    with connect(task_warehouse_url(LOADER_CONN_ID)) as conn:
         # Emptying a raw table replaces rows: registered like a sync (never under a reading transform), and the
         # registration lasts through the resync until the gate judged it, so no transform reads the empty table.
         register(conn, [spec], get_current_context(), always=True)
-    with connect(task_warehouse_url()) as conn, conn.transaction():
+    with connect(task_warehouse_url(LOADER_CONN_ID)) as conn, conn.transaction():
         rows = 0
         if table_exists(conn, spec.raw_schema, spec.stream):
             rows = conn.execute(sql.SQL("select count(*) from {}").format(table_ident(spec))).fetchone()[0]  # type: ignore[index]

@@ -35,6 +35,7 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
     """Sync one stream from the local CRM simulator into its raw table (the embedded default source)."""
     from crm_pipeline.orchestration.replacing_writes import end, register
     from crm_pipeline.orchestration.window import backfill_window
+    from crm_pipeline.paths import LOADER_CONN_ID
     from crm_pipeline.sources.simulator.sync import BackfillWindowError, parse_faults, run_sync
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
@@ -46,7 +47,7 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
     faults = parse_faults(Variable.get("crm_simulator_faults", default=""))
     dirt_rate = float(Variable.get("crm_simulator_dirt_rate", default="0.05"))
     window = backfill_window(context)  # a backfill, or None
-    url = task_warehouse_url()
+    url = task_warehouse_url(LOADER_CONN_ID)
     with connect(url) as conn:
         # A dedup or overwrite sync waits while a transform reads raw; its gate ends the registration.
         holder = register(conn, [spec], context)
@@ -62,10 +63,10 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
                 audit_run_id=context["run_id"],
             )
         except BackfillWindowError as bad_window:  # names the stream and the param; retrying cannot help
-            end(holder, [spec.key])
+            end(holder, [spec.key], conn_id=LOADER_CONN_ID)
             raise AirflowFailException(str(bad_window)) from None
         except BaseException:  # rolled back: nothing landed, so no transform need wait for a gate
-            end(holder, [spec.key])
+            end(holder, [spec.key], conn_id=LOADER_CONN_ID)
             raise
     report_tables(url, outputs=[(spec.raw_schema, spec.stream)])
     return result.summary()
@@ -77,6 +78,7 @@ def gate_raw(stream_key: str, batches: dict[str, Any], run_id: str | None = None
     ``quality/raw_gate.py``. Passed or quarantined: ``admit`` emits the stream's asset. Stopped: the task fails,
     with the stream, the rules and sample keys in its message."""
     from crm_pipeline.orchestration.replacing_writes import end_for_run
+    from crm_pipeline.paths import TRANSFORMER_CONN_ID
     from crm_pipeline.quality.raw_gate import judge_batch
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
@@ -85,7 +87,7 @@ def gate_raw(stream_key: str, batches: dict[str, Any], run_id: str | None = None
         end_for_run([stream_key])
         raise AirflowSkipException(f"no batch to gate for {stream_key}: its sync failed (see extract's failed tasks)")
     sync_id = int(batches[stream_key]["sync_id"])
-    url = task_warehouse_url()
+    url = task_warehouse_url(TRANSFORMER_CONN_ID)
     with connect(url) as conn:
         verdict = judge_batch(url, conn, spec, sync_id, run_id=run_id or "", now=datetime.now(UTC))
     end_for_run([stream_key])  # judged: a transform waiting for this write may fix its cutoff now
@@ -111,12 +113,13 @@ def admit(batches: dict[str, Any]) -> dict[str, str]:
     its rows anyway (``gated_source`` reads judged batches only). ``held_back`` makes such a run red."""
     from crm_pipeline.monitoring.run_audit import record_stream_runs
     from crm_pipeline.orchestration.replacing_writes import end_for_run
+    from crm_pipeline.paths import TRANSFORMER_CONN_ID
     from crm_pipeline.quality.raw_gate import verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     context = get_current_context()
     end_for_run()  # a gate that crashed left its stream's replacing write registered: the transform goes on
-    with connect(task_warehouse_url()) as conn:
+    with connect(task_warehouse_url(TRANSFORMER_CONN_ID)) as conn:
         judged = verdicts(conn, _sync_ids(batches))
         record_stream_runs(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], batches=batches)
     events = context["outlet_events"][AssetAlias(RAW_BATCHES_ALIAS)]
@@ -135,10 +138,11 @@ def held_back(batches: dict[str, Any], stream_keys: list[str]) -> list[str]:
     Needed because a run's state follows its leaf tasks, and the syncs and gates are not leaves. No alert of its
     own (the sync or gate that failed already sent one)."""
     from crm_pipeline.orchestration.airbyte import selected_streams
+    from crm_pipeline.paths import AUDITOR_CONN_ID
     from crm_pipeline.quality.raw_gate import verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
-    with connect(task_warehouse_url()) as conn:
+    with connect(task_warehouse_url(AUDITOR_CONN_ID)) as conn:
         judged = verdicts(conn, _sync_ids(batches))
     missing = sorted(set(selected_streams(stream_keys)) - set(batches))
     stopped = sorted(s for s, verdict in judged.items() if verdict == "stopped")
@@ -163,13 +167,13 @@ def arrived(run_id: str | None = None) -> dict[str, Any]:
     others' marts are carried over: ``selection.py``), and report the asset events (streams and sync ids) that
     triggered the run, none when triggered by hand. Every dbt task reads ``selection`` from this task's XCom."""
     from crm_pipeline.orchestration.selection import load_manifest, select_nodes
-    from crm_pipeline.paths import dbt_manifest_path
+    from crm_pipeline.paths import TRANSFORMER_CONN_ID, dbt_manifest_path
     from crm_pipeline.quality.raw_gate import set_transform_cutoff
     from crm_pipeline.warehouse import pii, transform_lease
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     params = get_current_context().get("params") or {}
-    with connect(task_warehouse_url()) as conn:
+    with connect(task_warehouse_url(TRANSFORMER_CONN_ID)) as conn:
         # The marts hash PII with the pepper of the crm_pii_pepper connection: installed on first use, refused
         # when it is not the one the warehouse already hashes with (rotation is deliberate: docs/security.md).
         pii.install_key(conn, pii.pii_pepper())
@@ -201,10 +205,11 @@ def release_raw(run_id: str | None = None) -> bool:
     """Give back the lease ``arrived`` took (``warehouse/transform_lease.py``), so syncs waiting on it go ahead.
     The transform's teardown: it runs once every other task is done, whether the run published or failed, and
     its own state does not decide the run's. Whether the run still held the lease."""
+    from crm_pipeline.paths import TRANSFORMER_CONN_ID
     from crm_pipeline.warehouse import transform_lease
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
-    with connect(task_warehouse_url()) as conn:
+    with connect(task_warehouse_url(TRANSFORMER_CONN_ID)) as conn:
         return transform_lease.release(conn, run_id or "")
 
 
@@ -213,11 +218,12 @@ def audit_marts(run_id: str | None = None) -> list[dict[str, Any]]:
     """Audit the marts dbt just built in ``marts_build`` (``quality/mart_audit.py``); any error fails the task
     and the marts are not published. Runs when no dbt task failed: a skipped model (nothing it reads changed) is
     fine, its mart was carried over."""
+    from crm_pipeline.paths import TRANSFORMER_CONN_ID
     from crm_pipeline.quality.mart_audit import audit_build, failure_message
     from crm_pipeline.warehouse.locate import task_warehouse_url
 
     max_shrink = float(Variable.get("crm_mart_max_shrink", default="0.1"))
-    reports = audit_build(task_warehouse_url(), max_shrink=max_shrink, run_id=run_id or "")
+    reports = audit_build(task_warehouse_url(TRANSFORMER_CONN_ID), max_shrink=max_shrink, run_id=run_id or "")
     if message := failure_message(reports):
         raise AirflowFailException(message)
     return [report.summary() for report in reports]
@@ -226,11 +232,12 @@ def audit_marts(run_id: str | None = None) -> list[dict[str, Any]]:
 @task(pool="warehouse", outlets=[Asset(MARTS_ASSET)])
 def publish_marts(run_id: str | None = None) -> dict[str, Any]:
     """Swap the audited marts in for analysts, atomically (``warehouse/publish.py``)."""
+    from crm_pipeline.paths import TRANSFORMER_CONN_ID
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
     from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
     from crm_pipeline.warehouse.publish import publish_marts as publish
 
-    url = task_warehouse_url()
+    url = task_warehouse_url(TRANSFORMER_CONN_ID)
     with connect(url) as conn:
         published = publish(conn, run_id)
     report_tables(

@@ -3,7 +3,8 @@
 Rendering reads the manifest (``LoadMode.DBT_MANIFEST``), so parsing a DAG runs no dbt and opens no socket;
 ``make manifest`` (locally) and the Dockerfile (in the image) build it. Tasks run dbt in Airflow's own
 environment through ``dbtRunner`` (``InvocationMode.DBT_RUNNER``), which docs/decisions.md justifies by
-measurement. The dbt profile comes from the ``crm_warehouse`` Airflow connection.
+measurement. The dbt profile comes from the ``crm_warehouse_transformer`` Airflow connection:
+dbt runs as the transformer role, which owns what it builds (``warehouse/roles.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
-from crm_pipeline.paths import DBT_PROJECT_DIR, WAREHOUSE_CONN_ID, dbt_manifest_path
+from crm_pipeline.paths import DBT_PROJECT_DIR, TRANSFORMER_CONN_ID, dbt_manifest_path
 
 SELECTION_TASK_ID = "arrived"  # the transform DAG's first task: its XCom says which dbt nodes run
 DBT_PROFILE = "crm"
@@ -25,7 +26,9 @@ DBT_TARGET = "airflow"
 PROFILE_CONFIG = ProfileConfig(
     profile_name=DBT_PROFILE,
     target_name=DBT_TARGET,
-    profile_mapping=PostgresUserPasswordProfileMapping(conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": "analytics"}),
+    profile_mapping=PostgresUserPasswordProfileMapping(
+        conn_id=TRANSFORMER_CONN_ID, profile_args={"schema": "analytics"}
+    ),
 )
 EXECUTION_CONFIG = ExecutionConfig(execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER)
 

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from crm_pipeline.catalogue import StreamSpec
 from crm_pipeline.sources.contract import AIRBYTE_COLUMNS, JSON_TYPES, POSTGRES_TYPES
-from crm_pipeline.warehouse.ddl import ddl_transaction
+from crm_pipeline.warehouse.ddl import ddl_transaction, ensure_schema
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def ensure_raw_table(conn: psycopg.Connection, spec: StreamSpec) -> None:
     """Create the schema, table and indexes if missing, and add back contract columns the table lacks (a column
     the source sends again is propagated, as Airbyte does). Alters nothing when the table is complete, so a
     normal sync takes no exclusive lock."""
-    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(spec.raw_schema)))
+    ensure_schema(conn, spec.raw_schema)
     conn.execute(_create_table_sql(spec, table_ident(spec)))
     present = {
         row[0]

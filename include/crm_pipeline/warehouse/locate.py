@@ -52,8 +52,9 @@ def drop_database(server: WarehouseUrl, name: str) -> None:
         conn.execute(psycopg.sql.SQL("drop database if exists {} with (force)").format(psycopg.sql.Identifier(name)))
 
 
-def task_warehouse_url(conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseUrl:
-    """The warehouse as an Airflow task sees it: the ``conn_id`` connection."""
+def task_warehouse_url(conn_id: str) -> WarehouseUrl:
+    """The warehouse as an Airflow task sees it through ``conn_id``: the connection of the least role the task
+    needs (``paths.LOADER_CONN_ID`` and its siblings), the owner's only for the erasure."""
     from airflow.sdk import BaseHook
 
     return url_from_connection(BaseHook.get_connection(conn_id), conn_id)

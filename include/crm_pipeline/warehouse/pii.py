@@ -36,7 +36,7 @@ import psycopg
 
 from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.warehouse import audit_log
-from crm_pipeline.warehouse.ddl import run_ddl, table_exists
+from crm_pipeline.warehouse.ddl import run_ddl, runs_as_pipeline_role
 
 PEPPER_CONN_ID = "crm_pii_pepper"
 PEPPER_VARIABLE = "AIRFLOW_CONN_CRM_PII_PEPPER"  # how the local stack hands it to Airflow
@@ -45,6 +45,7 @@ PII_SCHEMA = "crm_pii"  # the functions: usage for the transformer
 KEY_SCHEMA = "crm_private"  # the key: the owner's only
 PSEUDONYMISE = f"{PII_SCHEMA}.pseudonymise(text)"
 MASK = f"{PII_SCHEMA}.mask(text)"
+KEY_STATE = f"{PII_SCHEMA}.key_state()"  # the installed key's fingerprint and date, for roles that may not read it
 MIN_PEPPER_LENGTH = 16
 BLOCK_SIZE = 64  # SHA-256's block, in bytes (RFC 2104's B)
 KEY_LOCK_KEY = 0x43524D03
@@ -82,8 +83,12 @@ _DDL = (
     f"""create or replace function {PII_SCHEMA}.mask(value text) returns text
         language sql immutable strict parallel safe
     as $fn$ select left(value, 1) || '***' $fn$""",
+    f"""create or replace function {KEY_STATE} returns table (fingerprint text, installed_at timestamptz)
+        language sql stable security definer set search_path = pg_catalog, pg_temp
+    as $fn$ select fingerprint, installed_at from {KEY_SCHEMA}.pii_key $fn$""",
     f"revoke all on function {PSEUDONYMISE} from public",
     f"revoke all on function {MASK} from public",
+    f"revoke all on function {KEY_STATE} from public",
 )
 
 
@@ -165,7 +170,10 @@ Installed = Literal["installed", "unchanged", "rotated"]
 
 def install_key(conn: psycopg.Connection, pepper: str, *, rotate: bool = False) -> Installed:
     """Install the pepper's HMAC keys, once; the same pepper again changes nothing. A different one is refused
-    unless ``rotate``: every hashed value in the marts would change under the analysts' feet."""
+    unless ``rotate``: every hashed value in the marts would change under the analysts' feet. A pipeline role (the
+    transform) may not install keys: it checks that the installed key is this pepper's (``check_key``)."""
+    if runs_as_pipeline_role(conn):
+        return check_key(conn, pepper)
     ensure_functions(conn)
     audit_log.ensure_audit_log(conn)
     inner, outer = hmac_pads(pepper)
@@ -175,11 +183,7 @@ def install_key(conn: psycopg.Connection, pepper: str, *, rotate: bool = False) 
         if row is not None and row[0] == fingerprint(pepper):
             return "unchanged"
         if row is not None and not rotate:
-            raise PepperError(
-                f"the {PEPPER_CONN_ID} connection holds a different pepper than the one database"
-                f" {conn.info.dbname!r} hashes with (installed {row[1]:%Y-%m-%d %H:%M} UTC); to change it on"
-                " purpose run `crm warehouse rotate-pepper` (docs/security.md)"
-            )
+            raise _different_pepper(conn, row[1])
         conn.execute(
             f"insert into {KEY_SCHEMA}.pii_key (inner_pad, outer_pad, fingerprint) values (%s, %s, %s)"
             " on conflict (singleton) do update set inner_pad = excluded.inner_pad,"
@@ -191,9 +195,35 @@ def install_key(conn: psycopg.Connection, pepper: str, *, rotate: bool = False) 
     return outcome
 
 
+def _different_pepper(conn: psycopg.Connection, installed_at: datetime) -> PepperError:
+    return PepperError(
+        f"the {PEPPER_CONN_ID} connection holds a different pepper than the one database"
+        f" {conn.info.dbname!r} hashes with (installed {installed_at:%Y-%m-%d %H:%M} UTC); to change it on"
+        " purpose run `crm warehouse rotate-pepper` (docs/security.md)"
+    )
+
+
+def _key_state(conn: psycopg.Connection) -> tuple[str, datetime] | None:
+    if conn.execute("select to_regprocedure(%s)", (KEY_STATE,)).fetchone() == (None,):
+        return None
+    row = conn.execute(f"select fingerprint, installed_at from {KEY_STATE}").fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def check_key(conn: psycopg.Connection, pepper: str) -> Installed:
+    """``unchanged`` when the warehouse hashes with ``pepper``; else why not, as a ``PepperError``."""
+    state = _key_state(conn)
+    if state is None:
+        raise PepperError(
+            f"no PII key in database {conn.info.dbname!r}: run the deploy step, `crm warehouse grants`, with the"
+            f" {PEPPER_CONN_ID} connection set (docs/security.md)"
+        )
+    if state[0] != fingerprint(pepper):
+        raise _different_pepper(conn, state[1])
+    return "unchanged"
+
+
 def key_installed_at(conn: psycopg.Connection) -> datetime | None:
     """When the current key was installed (a rotation makes the next transform rebuild everything)."""
-    if not table_exists(conn, KEY_SCHEMA, "pii_key"):
-        return None
-    row = conn.execute(f"select installed_at from {KEY_SCHEMA}.pii_key").fetchone()
-    return row[0] if row else None
+    state = _key_state(conn)
+    return state[1] if state else None

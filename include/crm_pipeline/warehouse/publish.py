@@ -10,6 +10,10 @@ never a mix:
   PostgreSQL resolves the name again and finds the new table;
 * the rename is catalogue-only: no data moves, so the exclusive window lasts milliseconds.
 
+Only a schema's owner may rename it, and the owner is the deploy step's role, not the transformer that publishes.
+``crm_audit.swap_marts()`` is ``SECURITY DEFINER``: the transformer may execute it, and it does the three renames
+and moves the analyst's access (``crm_audit.grant_published()``, ``warehouse/roles.py``), nothing else.
+
 The previous version becomes the next ``marts_build``. dbt's incremental marts there are one publish behind, which
 their load-time watermarks handle: they process everything loaded since their own last row. A failed audit never
 reaches this module, so the published marts stay exactly as they were.
@@ -43,6 +47,49 @@ create table if not exists crm_audit.publishes (
 );
 alter table crm_audit.publishes add column if not exists judged_before timestamptz
 """
+SWAP_FUNCTION = "crm_audit.swap_marts()"
+GRANT_FUNCTION = "crm_audit.grant_published()"
+ANALYST = "crm_analyst"  # warehouse/roles.py's ANALYST (imported from here: roles.py imports this module)
+# Statements one by one: function bodies hold semicolons.
+FUNCTIONS_DDL: tuple[str, ...] = (
+    f"""create or replace function {GRANT_FUNCTION} returns void
+        language plpgsql security definer set search_path = pg_catalog, pg_temp
+    as $fn$
+    begin
+        if not exists (select from pg_roles where rolname = '{ANALYST}') then
+            return;
+        end if;
+        if to_regnamespace('{PUBLISHED_SCHEMA}') is not null then
+            grant usage on schema {PUBLISHED_SCHEMA} to {ANALYST};
+            grant select on all tables in schema {PUBLISHED_SCHEMA} to {ANALYST};
+        end if;
+        if to_regnamespace('{BUILD_SCHEMA}') is not null then
+            revoke all on schema {BUILD_SCHEMA} from {ANALYST};
+            revoke all on all tables in schema {BUILD_SCHEMA} from {ANALYST};
+        end if;
+    end
+    $fn$""",  # noqa: S608 (constants only)
+    f"""create or replace function {SWAP_FUNCTION} returns void
+        language plpgsql security definer set search_path = pg_catalog, pg_temp
+    as $fn$
+    begin
+        if to_regnamespace('{PUBLISHED_SCHEMA}') is not null then
+            alter schema {PUBLISHED_SCHEMA} rename to {_SWAP_SCHEMA};
+        end if;
+        alter schema {BUILD_SCHEMA} rename to {PUBLISHED_SCHEMA};
+        if to_regnamespace('{_SWAP_SCHEMA}') is not null then
+            alter schema {_SWAP_SCHEMA} rename to {BUILD_SCHEMA};
+        end if;
+        perform {GRANT_FUNCTION};
+    end
+    $fn$""",
+    f"revoke all on function {GRANT_FUNCTION}, {SWAP_FUNCTION} from public",
+)
+
+
+def ensure_publish(conn: psycopg.Connection) -> None:
+    """The publishes table and the two functions (the deploy step's; a pipeline role checks the table is there)."""
+    run_ddl(conn, [*split_script(DDL), *FUNCTIONS_DDL])
 
 
 @dataclass(frozen=True)
@@ -60,10 +107,6 @@ def schema_tables(conn: psycopg.Connection, schema: str) -> list[str]:
 
 def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
     return conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone() is not None
-
-
-def _rename_schema(conn: psycopg.Connection, old: str, new: str) -> None:
-    conn.execute(sql.SQL("alter schema {} rename to {}").format(sql.Identifier(old), sql.Identifier(new)))
 
 
 def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
@@ -89,10 +132,10 @@ def _cutoff_of(conn: psycopg.Connection, run_id: str | None) -> Any:
 
 def publish_marts(conn: psycopg.Connection, run_id: str | None = None) -> Published:
     """Swap the audited ``marts_build`` in as ``marts`` atomically; record it in ``crm_audit.publishes`` and in the
-    audit log; move the analyst role's access to the new marts in the same transaction (``warehouse/roles.py``)."""
-    from crm_pipeline.warehouse import audit_log, roles
+    audit log; move the analyst role's access to the new marts in the same transaction (``swap_marts``)."""
+    from crm_pipeline.warehouse import audit_log
 
-    run_ddl(conn, split_script(DDL))
+    ensure_publish(conn)
     audit_log.ensure_audit_log(conn)
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
@@ -109,15 +152,10 @@ def publish_marts(conn: psycopg.Connection, run_id: str | None = None) -> Publis
                     sql.SQL(", ").join(sql.Identifier(PUBLISHED_SCHEMA, t) for t in published)
                 )
             )
-        if _schema_exists(conn, PUBLISHED_SCHEMA):
-            _rename_schema(conn, PUBLISHED_SCHEMA, _SWAP_SCHEMA)
-        _rename_schema(conn, BUILD_SCHEMA, PUBLISHED_SCHEMA)
-        if _schema_exists(conn, _SWAP_SCHEMA):
-            _rename_schema(conn, _SWAP_SCHEMA, BUILD_SCHEMA)
+        conn.execute(f"select {SWAP_FUNCTION}")
         conn.execute(
             "insert into crm_audit.publishes (run_id, tables, row_counts, judged_before) values (%s, %s, %s, %s)",
             (run_id, tables, Jsonb(counts), _cutoff_of(conn, run_id)),
         )
-        roles.grant_published(conn)
         audit_log.record_event(conn, "publish", PUBLISHED_SCHEMA, run_id=run_id, details={"row_counts": counts})
     return Published(tuple(tables), counts)

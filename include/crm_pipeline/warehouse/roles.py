@@ -1,21 +1,31 @@
-"""Least-privilege warehouse roles, created and kept by the project (``crm warehouse grants``).
+"""Least-privilege warehouse roles, created and kept by the project (``crm warehouse grants``, the deploy step).
 
-Four login roles, each allowed what its job needs and nothing else:
+Four login roles, each allowed what its job needs and nothing else; every task logs in as one of them through its
+own Airflow connection (``crm_warehouse_<role>``, ``warehouse/locate.py``):
 
 * ``crm_loader`` writes the raw schemas (one per CRM) and the simulator's state; it registers its replacing writes
-  with the transform lease. It cannot read staging, marts or the audit tables.
-* ``crm_transformer`` reads raw; writes staging, snapshots and the marts; judges batches and publishes (the
+  with the transform lease and records Airbyte jobs. It cannot read staging, marts or the audit tables.
+* ``crm_transformer`` reads raw; writes staging, snapshots and the marts (dbt); judges batches and publishes (the
   quarantine and gate tables in ``crm_audit``). It cannot write raw.
 * ``crm_analyst`` reads the published marts. Nothing else: not raw, not staging, not ``marts_build`` (unaudited),
   not quarantine or audit.
-* ``crm_auditor`` reads ``crm_audit``: gate results, quarantine, verdicts, the audit log. Nothing else.
+* ``crm_auditor`` reads ``crm_audit``: gate results, quarantine, verdicts, the audit log; it records the freshness
+  checks it makes. Nothing else.
 
-None is a superuser, none may create roles or databases, none owns anything: the objects stay owned by the role
-that runs the grants (the ``crm_warehouse`` connection's user), so no pipeline role can drop or alter them.
-The audit log is written through ``crm_audit.record_event`` only (``warehouse/audit_log.py``).
+None is a superuser, none may create roles, databases or schemas. Each owns what it builds and nothing more: the
+loader its raw tables (as Airbyte's destination user does: a new source column is an ``ALTER TABLE``), the
+transformer dbt's relations (dbt replaces and comments them). The schemas, the ``crm_audit`` tables, the audit
+log and the functions stay with the role that runs the grants (the ``crm_warehouse`` connection's user, the
+owner), installed here first (``warehouse/structure.py``), so no pipeline role can alter them. The owner is made
+a member of the loader and the transformer, which lets it manage what they own (the erasure, dropping a staging
+view for a raw schema change) and nothing the superuser could not anyway.
+
+Two steps need the owner's rights in a pipeline role's task, and get them through ``SECURITY DEFINER`` functions
+that do exactly that step: publishing renames the marts schemas (``crm_audit.swap_marts``, ``publish.py``) and a
+raw schema change drops the staging views on the table (``crm_audit.drop_dependent_views``).
 
 Grants on a schema belong to the schema, not to its name. Publishing swaps ``marts_build`` and ``marts`` by renaming
-them, so ``publish_marts`` moves the analyst's access along in the same transaction (``grant_published``).
+them, so the swap moves the analyst's access along in the same transaction (``crm_audit.grant_published``).
 
 Passwords: ``CRM_ROLE_PASSWORD_<ROLE>`` (e.g. ``CRM_ROLE_PASSWORD_ANALYST``) when set, as a deployment's secrets
 backend provides them; otherwise one is generated once and kept under ``.local/roles/`` (mode 0600). They reach
@@ -35,20 +45,26 @@ from psycopg import sql
 
 from crm_pipeline.catalogue import Catalogue, default_catalogue
 from crm_pipeline.paths import LOCAL_DIR, WAREHOUSE_CONN_ID
-from crm_pipeline.warehouse import audit_log, pii, transform_lease
+from crm_pipeline.warehouse import audit_log, dependent_views, pii, publish
 from crm_pipeline.warehouse.ddl import run_ddl
-from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
+from crm_pipeline.warehouse.structure import (
+    AUDIT_SCHEMA,
+    MARTS_SCHEMAS,
+    SIMULATOR_SCHEMA,
+    TRANSFORM_SCHEMAS,
+    install_structure,
+    raw_schemas,
+)
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 ROLES_DIR = LOCAL_DIR / "roles"
 PASSWORD_VARIABLE = "CRM_ROLE_PASSWORD_{}"  # noqa: S105  # pragma: allowlist secret (a variable's name)
-SIMULATOR_SCHEMA = "crm_simulator"
-AUDIT_SCHEMA = "crm_audit"
-# dbt's schemas besides the marts: staging and intermediate models, snapshots, and the profile's default schema.
-# The two marts schemas are left to dbt and the publish to create; ``grant_published`` covers them.
-TRANSFORM_SCHEMAS = ("staging", "snapshots", "analytics")
 # The crm_audit tables a load writes: its lease registration, the lease row it locks FOR SHARE, the Airbyte jobs.
 LOADER_AUDIT_TABLES = ("raw_writes", "transform_lease", "airbyte_jobs")
+# Emptying a raw table for a resync (the replay DAG) drops the stream's quarantine rows with it.
+LOADER_QUARANTINE = f"{AUDIT_SCHEMA}.quarantine"
+# The monitor's freshness checks: the one table the auditor writes.
+AUDITOR_WRITES = f"{AUDIT_SCHEMA}.freshness_checks"
 GRANT_LOCK_KEY = 0x43524D01  # one `grants` at a time per database
 
 
@@ -102,10 +118,6 @@ def role_url(warehouse: WarehouseUrl, r: Role) -> WarehouseUrl:
     return replace(warehouse, user=r.name, password=role_password(r))
 
 
-def raw_schemas(catalogue: Catalogue) -> list[str]:
-    return sorted({spec.raw_schema for spec in catalogue.streams})
-
-
 def _role_statements(conn: psycopg.Connection, r: Role) -> list[sql.Composable]:
     verifier = conn.pgconn.encrypt_password(role_password(r).encode(), r.name.encode(), b"scram-sha-256")
     name = sql.Identifier(r.name)
@@ -142,10 +154,32 @@ def _schema_grants(schemas: Iterable[str], r: Role, *, write: bool) -> list[sql.
     return statements
 
 
+def _owned_by(schemas: Iterable[str], r: Role) -> sql.Composable:
+    """Hand every table, view and free-standing sequence of ``schemas`` to ``r`` (what it created before the
+    roles existed, or what the owner built running the pipeline by hand): it must be able to alter them."""
+    return sql.SQL(
+        """do $$ declare rel record; begin
+        for rel in
+            select n.nspname, c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = any({}) and c.relkind in ('r', 'p', 'v', 'm', 'S') and c.relowner <> to_regrole({})
+              and not exists (select from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                              and d.deptype in ('a', 'i'))
+        loop
+            execute format('alter %s %I.%I owner to %I',
+                case rel.relkind when 'v' then 'view' when 'm' then 'materialized view'
+                                 when 'S' then 'sequence' else 'table' end,
+                rel.nspname, rel.relname, {});
+        end loop;
+    end $$"""
+    ).format(sql.Literal(list(schemas)), sql.Literal(r.name), sql.Literal(r.name))
+
+
 def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql.Composable]:
-    """Every statement of ``apply_grants``, in order; each one idempotent."""
+    """Every statement of ``apply_grants``, in order; each one idempotent. The structure must be installed."""
     raw = [*raw_schemas(catalogue), SIMULATOR_SCHEMA]
-    audit, transformer = sql.Identifier(AUDIT_SCHEMA), sql.Identifier(TRANSFORMER.name)
+    built = [*TRANSFORM_SCHEMAS, *MARTS_SCHEMAS]
+    audit = sql.Identifier(AUDIT_SCHEMA)
+    loader, transformer, auditor = (sql.Identifier(r.name) for r in (LOADER, TRANSFORMER, AUDITOR))
     statements: list[sql.Composable] = []
     for r in ROLES:
         statements += _role_statements(conn, r)
@@ -154,84 +188,71 @@ def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql
         sql.SQL("revoke create on database {} from public").format(sql.Identifier(conn.info.dbname)),
         sql.SQL("revoke create on schema public from public"),
     ]
+    # The owner manages what the loader and the transformer own (see the module's docstring).
+    statements += [sql.SQL("grant {}, {} to current_user").format(loader, transformer)]
     statements += _schema_grants(raw, LOADER, write=True)
-    statements += [sql.SQL("grant usage on schema {} to {}").format(audit, sql.Identifier(LOADER.name))]
+    statements += [_owned_by(raw, LOADER)]
+    statements += [sql.SQL("grant usage on schema {} to {}").format(audit, loader)]
     statements += [
-        sql.SQL(
-            "do $$ begin if to_regclass({}) is not null then"
-            " execute 'grant select, insert, update, delete on ' || {} || ' to ' || {}; end if; end $$"
-        ).format(
-            sql.Literal(f"{AUDIT_SCHEMA}.{table}"),
-            sql.Literal(f"{AUDIT_SCHEMA}.{table}"),
-            sql.Literal(LOADER.name),
-        )
+        sql.SQL("grant select, insert, update, delete on {} to {}").format(sql.Identifier(AUDIT_SCHEMA, table), loader)
         for table in LOADER_AUDIT_TABLES
     ]
+    statements += [sql.SQL("grant select, delete on {} to {}").format(sql.SQL(LOADER_QUARANTINE), loader)]
     statements += _schema_grants(raw_schemas(catalogue), TRANSFORMER, write=False)
-    statements += _schema_grants(TRANSFORM_SCHEMAS, TRANSFORMER, write=True)
+    # The transformer reads the raw tables the loader creates from now on, too.
+    statements += [
+        sql.SQL("alter default privileges for role {} in schema {} grant select on tables to {}").format(
+            loader, sql.Identifier(schema), transformer
+        )
+        for schema in raw_schemas(catalogue)
+    ]
+    statements += _schema_grants(built, TRANSFORMER, write=True)
+    statements += [_owned_by(built, TRANSFORMER)]
     statements += _schema_grants([AUDIT_SCHEMA], TRANSFORMER, write=True)
     # The schema grant gave the transformer CREATE in crm_audit; it writes its tables, it does not add tables.
-    statements += [sql.SQL("revoke create on schema {} from {}").format(audit, sql.Identifier(TRANSFORMER.name))]
+    statements += [sql.SQL("revoke create on schema {} from {}").format(audit, transformer)]
     statements += _schema_grants([AUDIT_SCHEMA], AUDITOR, write=False)
+    statements += [sql.SQL("grant insert on {} to {}").format(sql.SQL(AUDITOR_WRITES), auditor)]
     # The audit log: read by the auditor, appended to through the function only, changed by nobody.
     statements += [
         sql.SQL("revoke all on crm_audit.audit_log from {}").format(
             sql.SQL(", ").join(sql.Identifier(r.name) for r in (LOADER, TRANSFORMER, ANALYST))
         ),
-        sql.SQL("grant select on crm_audit.audit_log to {}").format(sql.Identifier(AUDITOR.name)),
-        sql.SQL("grant execute on function {} to {}").format(
-            sql.SQL(audit_log.RECORD_FUNCTION),
-            sql.SQL(", ").join(sql.Identifier(r.name) for r in (LOADER, TRANSFORMER)),
+        sql.SQL("grant select on crm_audit.audit_log to {}").format(auditor),
+        sql.SQL("grant execute on function {} to {}, {}").format(
+            sql.SQL(audit_log.RECORD_FUNCTION), loader, transformer
         ),
+    ]
+    # The two steps that need the owner's rights, each one function (see the module's docstring).
+    statements += [
+        sql.SQL("grant execute on function {} to {}").format(sql.SQL(dependent_views.FUNCTION), loader),
+        sql.SQL("grant execute on function {} to {}").format(sql.SQL(publish.SWAP_FUNCTION), transformer),
     ]
     # dbt applies the PII treatments as the transformer; nobody else may hash guesses (warehouse/pii.py).
     statements += [
         sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(pii.PII_SCHEMA), transformer),
-        sql.SQL("grant execute on function {}, {} to {}").format(
-            sql.SQL(pii.PSEUDONYMISE), sql.SQL(pii.MASK), transformer
+        sql.SQL("grant execute on function {}, {}, {} to {}").format(
+            sql.SQL(pii.PSEUDONYMISE), sql.SQL(pii.MASK), sql.SQL(pii.KEY_STATE), transformer
         ),
     ]
     return statements
 
 
 def grant_published(conn: psycopg.Connection) -> None:
-    """Point the analyst's access at the schema now named ``marts`` and away from ``marts_build``; keep the
-    transformer's on both.
-
-    Called inside the publish transaction, right after the swap: analysts gain the new marts and lose the retired
-    ones in the same commit. Does nothing when the roles were never created (a warehouse without grants)."""
-    present = conn.execute("select 1 from pg_roles where rolname = %s", (ANALYST.name,)).fetchone()
-    if present is None:
-        return
-    analyst, transformer = sql.Identifier(ANALYST.name), sql.Identifier(TRANSFORMER.name)
-    rows = conn.execute(
-        "select nspname from pg_namespace where nspname = any(%s)", ([PUBLISHED_SCHEMA, BUILD_SCHEMA],)
-    ).fetchall()
-    for (name,) in rows:
-        schema = sql.Identifier(name)
-        conn.execute(sql.SQL("grant usage, create on schema {} to {}").format(schema, transformer))
-        conn.execute(
-            sql.SQL("grant select, insert, update, delete, truncate on all tables in schema {} to {}").format(
-                schema, transformer
-            )
-        )
-        if name == PUBLISHED_SCHEMA:
-            conn.execute(sql.SQL("grant usage on schema {} to {}").format(schema, analyst))
-            conn.execute(sql.SQL("grant select on all tables in schema {} to {}").format(schema, analyst))
-        else:
-            conn.execute(sql.SQL("revoke all on schema {} from {}").format(schema, analyst))
-            conn.execute(sql.SQL("revoke all on all tables in schema {} from {}").format(schema, analyst))
+    """Point the analyst's access at the schema now named ``marts`` and away from ``marts_build``
+    (``crm_audit.grant_published``, which the publish's swap also runs)."""
+    conn.execute(f"select {publish.GRANT_FUNCTION}")
 
 
 def apply_grants(
     conn: psycopg.Connection, catalogue: Catalogue | None = None, *, pepper: str | None = None
 ) -> list[str]:
-    """Create the roles, install the PII key (``pepper``, else the ``crm_pii_pepper`` connection's) and (re)apply
-    every grant: idempotent, safe to run at every deploy. Returns the roles."""
+    """The deploy step: install the pipeline's structure, create the roles, install the PII key (``pepper``, else
+    the ``crm_pii_pepper`` connection's) and (re)apply every grant: idempotent, safe to run at every deploy.
+    Returns the roles."""
     catalogue = catalogue or default_catalogue()
-    audit_log.ensure_audit_log(conn)
+    install_structure(conn, catalogue)
     pii.install_key(conn, pepper or pii.pii_pepper())
-    transform_lease.ensure_lease(conn)  # the loader's grants on the lease tables need them to exist
     run_ddl(conn, grant_statements(conn, catalogue))
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (GRANT_LOCK_KEY,))

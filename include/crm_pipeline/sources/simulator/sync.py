@@ -32,7 +32,8 @@ from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, table_ident, 
 from crm_pipeline.sources.simulator import hubspot, salesforce
 from crm_pipeline.sources.simulator.world import EPOCH, Scale, World, rng_for
 from crm_pipeline.warehouse import audit_log
-from crm_pipeline.warehouse.ddl import ddl_transaction, split_script
+from crm_pipeline.warehouse.ddl import ddl_transaction, ensure_schema, split_script
+from crm_pipeline.warehouse.dependent_views import drop_dependent_views
 
 FaultKind = Literal[
     "null_primary_key",
@@ -106,8 +107,8 @@ class SyncResult:
         }
 
 
+STATE_SCHEMA = "crm_simulator"
 STATE_DDL = """
-create schema if not exists crm_simulator;
 create sequence if not exists crm_simulator.sync_ids;
 create table if not exists crm_simulator.sync_state (
     stream text primary key,
@@ -174,22 +175,6 @@ def with_faults(spec: StreamSpec, records: Iterator[dict[str, Any]], kinds: set[
         yield from (dict(r) for r in first)
 
 
-def drop_dependent_views(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
-    """Drop (cascade) every view that reads ``schema.table``; return their names."""
-    rows = conn.execute(
-        "select distinct vn.nspname, v.relname from pg_depend d"
-        " join pg_rewrite r on r.oid = d.objid"
-        " join pg_class v on v.oid = r.ev_class and v.relkind = 'v'"
-        " join pg_namespace vn on vn.oid = v.relnamespace"
-        " where d.refobjid = (select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-        "                     where n.nspname = %s and c.relname = %s) and v.oid <> d.refobjid",
-        (schema, table),
-    ).fetchall()
-    for view_schema, view in rows:
-        conn.execute(sql.SQL("drop view if exists {} cascade").format(sql.Identifier(view_schema, view)))
-    return [f"{s}.{v}" for s, v in rows]
-
-
 def _faulty_spec(conn: psycopg.Connection, spec: StreamSpec, kinds: set[str]) -> StreamSpec:
     """Apply the schema side of a fault the way the destination would see it, and the spec the batch now has."""
     table = table_ident(spec)
@@ -247,6 +232,7 @@ def run_sync(
     if audit_run_id is not None:
         audit_log.ensure_audit_log(conn)
     with ddl_transaction(conn):
+        ensure_schema(conn, STATE_SCHEMA)
         for stmt in split_script(STATE_DDL):
             conn.execute(stmt)
         raw_tables.ensure_raw_table(conn, spec)
