@@ -360,11 +360,9 @@ def cmd_gx_docs(_: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline next to the bare tools and write the table (BENCHMARKS.md by default)."""
     from crm_pipeline.bench.run import run_bench
-    from crm_pipeline.local_airflow.runner import build_manifest, local_stack
 
-    stack = local_stack()
-    build_manifest(stack)
-    out = run_bench(stack.warehouse, stack.env, scale=args.scale, repeat=args.repeat, out=Path(args.out))
+    stack = init_stack()  # P1 runs the transform DAG: a migrated metadata DB, the pools, the manifest
+    out = run_bench(stack, scale=args.scale, repeat=args.repeat, out=Path(args.out))
     print(out.read_text())
     print(f"wrote {out}")
     return 0

@@ -31,13 +31,13 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 LARGEST = "hubspot.engagements"  # the biggest batch at every scale
 
 
-def _fresh(server: WarehouseUrl) -> WarehouseUrl:
+def fresh_database(server: WarehouseUrl) -> WarehouseUrl:
     name = f"crm_bench_{uuid.uuid4().hex[:8]}"
     ensure_database(server, name)
     return server.with_database(name)
 
 
-def _sync_all(warehouse: WarehouseUrl, scale: str, seed: int) -> dict[str, int]:
+def sync_all(warehouse: WarehouseUrl, scale: str, seed: int) -> dict[str, int]:
     with psycopg.connect(warehouse.libpq()) as conn:
         sync_ids = {}
         for spec in default_catalogue().enabled():
@@ -81,10 +81,10 @@ def measure_gates(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) 
         higher_is_better=False,
     )
     for _ in range(repeat):
-        warehouse = _fresh(server)
+        warehouse = fresh_database(server)
         try:
             started = time.perf_counter()
-            sync_ids = _sync_all(warehouse, scale, seed)
+            sync_ids = sync_all(warehouse, scale, seed)
             load = time.perf_counter() - started
             started = time.perf_counter()
             with psycopg.connect(warehouse.libpq()) as conn:
@@ -92,23 +92,24 @@ def measure_gates(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) 
                     judge_batch(warehouse, conn, spec, sync_ids[spec.key], run_id="bench", now=datetime.now(UTC))
             gates = time.perf_counter() - started
             started = time.perf_counter()
-            _dbt_build(warehouse)
+            dbt_build(warehouse)
             transform = time.perf_counter() - started
             share.samples.append((gates, load + gates + transform))
             share.note = f"load {load:.1f} s, gates {gates:.1f} s, transform (bare dbt build) {transform:.1f} s"
             at_scale = _gate_peak_rss_mib(warehouse, LARGEST, sync_ids[LARGEST])
         finally:
             drop_database(server, warehouse.database)
-        small = _fresh(server)
+        small = fresh_database(server)
         try:
-            at_xs = _gate_peak_rss_mib(small, LARGEST, _sync_all(small, "XS", seed)[LARGEST])
+            at_xs = _gate_peak_rss_mib(small, LARGEST, sync_all(small, "XS", seed)[LARGEST])
         finally:
             drop_database(server, small.database)
         memory.samples.append((at_scale, at_xs))
     return [share, memory]
 
 
-def _dbt_build(warehouse: WarehouseUrl) -> None:
+def dbt_build(warehouse: WarehouseUrl) -> None:
+    """A bare ``dbt build`` of the project on ``warehouse``, quiet, in a throwaway target (P1's and P5's baseline)."""
     from crm_pipeline.warehouse import pii
     from crm_pipeline.warehouse.locate import connect
 

@@ -1,0 +1,153 @@
+"""P1 and P3: the transform stage as Airflow runs it, against a bare ``dbt build`` and against a full refresh.
+
+P1: the transform stage as Airflow runs it, against a bare ``dbt build`` of the same project on the same data.
+
+Each repetition prepares two fresh databases the same way: every stream's first sync (the simulator is
+deterministic, so both hold the same rows), every batch judged by its raw gate as the extract DAGs would, and the
+deploy step. One gets ``airflow dags test crm_transform``: the run's cutoff and node selection, the Cosmos task
+groups (each model with its tests a task, dbtRunner inside the task's process), the mart audit and the publish,
+each task logging in as its role. The other gets a bare ``dbt build`` (models, snapshots and tests in one
+process, the profile's four threads). Both build every model from empty.
+
+``airflow dags test`` runs the tasks one at a time in one process; a deployment's executor runs independent
+task groups side by side. The ratio is therefore what orchestration costs on one worker slot, the stricter case.
+
+P3: a pipeline pass after a small change against a full refresh of the same data. After a first transform, every
+stream syncs once more (the simulated company moves on by one interval of each stream: new, changed, deleted and
+merged records), which is the change. The incremental pass is the raw gates of those new batches plus the
+transform as its schedule runs it (``models=changed``: the models downstream of the changed streams, incremental
+ones processing only new rows). The full refresh is the raw gates of every batch in raw (the first batches' and
+the new ones', each timed once) plus the transform with ``full_refresh`` and ``models=all``, on the same data.
+Both transforms include the mart audit and the publish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from crm_pipeline.bench.gates import dbt_build, fresh_database, sync_all
+from crm_pipeline.bench.measure import Measurement
+from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.local_airflow.environment import airflow_environment
+from crm_pipeline.local_airflow.runner import VENV_BIN, LocalStack
+from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
+from crm_pipeline.quality.raw_gate import judge_batch
+from crm_pipeline.warehouse.locate import drop_database
+from crm_pipeline.warehouse.roles import apply_grants
+from crm_pipeline.warehouse.url import WarehouseUrl
+
+TRANSFORM_DAG_ID = "crm_transform"
+
+
+def _prepared(server: WarehouseUrl, scale: str, seed: int) -> WarehouseUrl:
+    """A fresh database as an extract pass leaves it: every stream synced and judged; deployed."""
+    warehouse = fresh_database(server)
+    _judge(warehouse, sync_all(warehouse, scale, seed))
+    with psycopg.connect(warehouse.libpq()) as conn:
+        apply_grants(conn)
+    return warehouse
+
+
+def _judge(warehouse: WarehouseUrl, sync_ids: dict[str, int]) -> float:
+    """Every stream's raw gate on its batch ``sync_ids[stream]``, as the gate tasks run it; the time they took."""
+    started = time.perf_counter()
+    with psycopg.connect(warehouse.libpq()) as conn:
+        for spec in default_catalogue().enabled():
+            judge_batch(warehouse, conn, spec, sync_ids[spec.key], run_id="bench", now=datetime.now(UTC))
+    return time.perf_counter() - started
+
+
+def _orchestrated(warehouse: WarehouseUrl, stack: LocalStack, conf: dict[str, Any] | None = None) -> float:
+    """``airflow dags test crm_transform`` on ``warehouse``, with the local stack's metadata DB; its wall time."""
+    env = {
+        **os.environ,
+        **airflow_environment(warehouse, stack.metadata, airflow_home=Path(stack.env["AIRFLOW_HOME"])),
+        **DAGS_TEST_ENVIRONMENT,
+    }
+    started = time.perf_counter()
+    run = subprocess.run(
+        [str(VENV_BIN / "airflow"), "dags", "test", TRANSFORM_DAG_ID, *(["-c", json.dumps(conf)] if conf else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if run.returncode != 0:
+        raise RuntimeError(f"{TRANSFORM_DAG_ID} failed in the bench: {(run.stdout + run.stderr)[-3000:]}")
+    return elapsed
+
+
+def measure_transform(stack: LocalStack, scale: str, repeat: int, seed: int = 7) -> Measurement:
+    server = stack.warehouse
+    result = Measurement(
+        "P1",
+        "transform stage: crm_transform (Cosmos task groups, tests, mart audit, publish) vs bare dbt build",
+        "s",
+        "<= 1.25x bare dbt build",
+        1.25,
+        higher_is_better=False,
+    )
+    for _ in range(repeat):
+        orchestrated = _prepared(server, scale, seed)
+        bare = _prepared(server, scale, seed)
+        try:
+            with_airflow = _orchestrated(orchestrated, stack)
+            started = time.perf_counter()
+            dbt_build(bare)
+            result.samples.append((with_airflow, time.perf_counter() - started))
+        finally:
+            drop_database(server, orchestrated.database)
+            drop_database(server, bare.database)
+    return result
+
+
+def _raw_rows(warehouse: WarehouseUrl) -> int:
+    from crm_pipeline.sources.raw_tables import table_ident
+
+    with psycopg.connect(warehouse.libpq()) as conn:
+        counts = [
+            conn.execute(psycopg.sql.SQL("select count(*) from {}").format(table_ident(spec))).fetchone()
+            for spec in default_catalogue().enabled()
+        ]
+    return sum(int(row[0]) for row in counts if row)
+
+
+def measure_incremental(stack: LocalStack, scale: str, repeat: int, seed: int = 7) -> Measurement:
+    result = Measurement(
+        "P3",
+        "a pass after one more sync of every stream (gates + transform) vs a full refresh (all gates + transform)",
+        "s",
+        "<= 0.10x full refresh",
+        0.10,
+        higher_is_better=False,
+    )
+    for _ in range(repeat):
+        warehouse = fresh_database(stack.warehouse)
+        try:
+            first_gates = _judge(warehouse, sync_all(warehouse, scale, seed))
+            with psycopg.connect(warehouse.libpq()) as conn:
+                apply_grants(conn)
+            _orchestrated(warehouse, stack)  # the first build: what the change lands on
+            before = _raw_rows(warehouse)
+            new_batches = sync_all(warehouse, scale, seed)
+            changed = _raw_rows(warehouse) - before
+            new_gates = _judge(warehouse, new_batches)
+            incremental = new_gates + _orchestrated(warehouse, stack)
+            # Every batch in raw judged (each gate timed once, above), then everything rebuilt from scratch.
+            rebuild = _orchestrated(warehouse, stack, {"full_refresh": True, "models": "all"})
+            full = first_gates + new_gates + rebuild
+            result.samples.append((incremental, full))
+            result.note = f"the change: {changed:,} rows delivered onto {before:,} ({100 * changed / before:.1f}%)"
+        finally:
+            drop_database(stack.warehouse, warehouse.database)
+    return result
