@@ -5,7 +5,7 @@ on loopback.
 The probe DAG lives in the test's own DAGs folder and uses the project's default arguments, so the alerts are the
 project's notifiers (``alerts/``), which redact through Airflow's secrets masker. Airflow registers a
 connection's password with the masker when a task reads the connection; the probe reads them the way every
-project task does (``task_warehouse_url``, ``pii_pepper``).
+project task does (``task_warehouse_url`` with its role's connection, ``pii_pepper``).
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ def crm_secret_probe():
     def leak() -> None:
         import logging
 
+        from crm_pipeline.paths import TRANSFORMER_CONN_ID
         from crm_pipeline.warehouse.locate import task_warehouse_url
         from crm_pipeline.warehouse.pii import pii_pepper
 
-        url, pepper = task_warehouse_url(), pii_pepper()
+        url, pepper = task_warehouse_url(TRANSFORMER_CONN_ID), pii_pepper()
         print("print:", url.libpq(), "pepper:", pepper)
         logging.getLogger(__name__).warning("log: %s pepper: %s", url.libpq(), pepper)
         raise RuntimeError(f"error: cannot use {url.libpq()} (password {url.password}, pepper {pepper})")
@@ -104,11 +105,11 @@ def test_a_leaking_task_shows_the_password_and_the_pepper_to_nobody(
     dags.mkdir()
     (dags / "crm_secret_probe.py").write_text(PROBE)
     # The probe never connects: it only reads the connection, so a password of our choosing will do.
-    leaky = WarehouseUrl(warehouse.host, warehouse.port, "postgres", PASSWORD, warehouse.database)
+    leaky = WarehouseUrl(warehouse.host, warehouse.port, "crm_transformer", PASSWORD, warehouse.database)
     env = {
         **alert_receivers.env(),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW_CONN_CRM_WAREHOUSE": leaky.airflow_conn_uri(),
+        "AIRFLOW_CONN_CRM_WAREHOUSE_TRANSFORMER": leaky.airflow_conn_uri(),
         "AIRFLOW_CONN_CRM_PII_PEPPER": json.dumps({"conn_type": "generic", "password": PEPPER}),
         # `dags test --use-executor` sometimes never returns (twice in about ten runs): LocalExecutor forks
         # `parallelism` workers at once, and at the end one of them, idle, never gets its shutdown message while
@@ -130,10 +131,10 @@ def test_a_leaking_task_shows_the_password_and_the_pepper_to_nobody(
     seen |= {f"webhook {i}": str(hook) for i, hook in enumerate(alert_receivers.webhooks)}
     assert len(alert_receivers.emails) == 1 and len(alert_receivers.webhooks) == 1, "the failure alerted both"
     for where in ("task log", "email 0", "webhook 0"):
-        assert "error: cannot use postgresql://postgres:***@" in seen[where], where
+        assert "error: cannot use postgresql://crm_transformer:***@" in seen[where], where
         assert "pepper ***)" in seen[where], where
-    assert "print: postgresql://postgres:***@" in seen["task log"]
-    assert "log: postgresql://postgres:***@" in seen["task log"]
+    assert "print: postgresql://crm_transformer:***@" in seen["task log"]
+    assert "log: postgresql://crm_transformer:***@" in seen["task log"]
     assert "pepper: ***" in seen["task log"]
     leaked = [where for where, text in seen.items() if PASSWORD in text or PEPPER in text]
     assert leaked == []
