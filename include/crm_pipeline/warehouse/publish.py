@@ -105,10 +105,6 @@ def schema_tables(conn: psycopg.Connection, schema: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
-    return conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone() is not None
-
-
 def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
     row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, table))).fetchone()
     return int(row[0]) if row else 0
