@@ -10,7 +10,7 @@ from crm_pipeline.bench.gates import measure_gates
 from crm_pipeline.bench.load import measure_load
 from crm_pipeline.bench.parse import measure_parse
 from crm_pipeline.bench.report import render
-from crm_pipeline.bench.transform import measure_incremental, measure_transform
+from crm_pipeline.bench.transform import measure_transform
 from crm_pipeline.local_airflow.runner import LocalStack
 
 
@@ -18,8 +18,7 @@ def run_bench(stack: LocalStack, *, scale: str, repeat: int, out: Path) -> Path:
     """Every measurement next to its baseline, on the local stack's server; the table written to ``out``."""
     server = stack.warehouse
     measurements = [
-        measure_transform(stack, scale, repeat),
-        measure_incremental(stack, scale, repeat),
+        *measure_transform(stack, scale, repeat),
         measure_load(server, scale, repeat),
         measure_parse(stack.env, repeat),
         *measure_gates(server, scale, repeat),
