@@ -35,7 +35,7 @@ def install_structure(conn: psycopg.Connection, catalogue: Catalogue) -> None:
 
     schemas = [*raw_schemas(catalogue), SIMULATOR_SCHEMA, AUDIT_SCHEMA, *TRANSFORM_SCHEMAS, *MARTS_SCHEMAS]
     run_ddl(conn, [sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)) for schema in schemas])
-    audit_log.ensure_audit_log(conn)
+    run_ddl(conn, audit_log.DDL)  # in full: ensure_audit_log skips it once the log exists, a deploy must not
     pii.ensure_functions(conn)
     transform_lease.ensure_lease(conn)
     quarantine.ensure_quarantine(conn)
