@@ -30,8 +30,8 @@ venv: $(STAMP) ## create .local/venv from the lock (only when the lock changed)
 demo: venv ## set everything up, run the pipeline end to end, print a summary
 	@$(CRM) demo
 
-bench: venv ## measure against the bare tools and write BENCHMARKS.md (SCALE=S|M|L, REPEAT=3)
-	@$(CRM) bench --scale $(or $(SCALE),M) --repeat $(or $(REPEAT),3)
+bench: venv ## measure against the bare tools and write BENCHMARKS.md (SCALE=S|M|L, REPEAT=3, P6_SCALE=L)
+	@$(CRM) bench --scale $(or $(SCALE),M) --repeat $(or $(REPEAT),3) --end-to-end-scale $(or $(P6_SCALE),L)
 
 test: venv browser lint image-replay ## lint, replay the image build, then unit, DAG and integration tests (real PostgreSQL, Airflow, dbt, GX)
 	@$(CRM) manifest >/dev/null

@@ -46,7 +46,7 @@ def sync_all(warehouse: WarehouseUrl, scale: str, seed: int) -> dict[str, int]:
         return sync_ids
 
 
-def _gate_peak_rss_mib(warehouse: WarehouseUrl, stream: str, sync_id: int) -> float:
+def gate_peak_rss_mib(warehouse: WarehouseUrl, stream: str, sync_id: int) -> float:
     """Run one gate in a child process, as a gate task would; its peak resident memory in MiB."""
     env = {**os.environ, "CRM_BENCH_WAREHOUSE": warehouse.libpq()}
     child = subprocess.run(
@@ -63,6 +63,13 @@ def _gate_peak_rss_mib(warehouse: WarehouseUrl, stream: str, sync_id: int) -> fl
     return int(peak.removeprefix("peak_kib=")) / 1024
 
 
+def gate_memory_measurement(key: str, scale: str) -> Measurement:
+    """P5's memory half: the largest stream's gate at ``scale`` against the same gate at XS."""
+    return Measurement(
+        key, f"peak RSS of the {LARGEST} gate, scale {scale} vs XS", "MiB", "flat: <= 1.25x XS", 1.25, False
+    )
+
+
 def measure_gates(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) -> list[Measurement]:
     share = Measurement(
         "P5",
@@ -72,14 +79,7 @@ def measure_gates(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) 
         0.15,
         higher_is_better=False,
     )
-    memory = Measurement(
-        "P5m",
-        f"peak RSS of the {LARGEST} gate, scale {scale} vs XS",
-        "MiB",
-        "flat: <= 1.25x XS",
-        1.25,
-        higher_is_better=False,
-    )
+    memory = gate_memory_measurement("P5m", scale)
     for _ in range(repeat):
         warehouse = fresh_database(server)
         try:
@@ -96,16 +96,21 @@ def measure_gates(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) 
             transform = time.perf_counter() - started
             share.samples.append((gates, load + gates + transform))
             share.note = f"load {load:.1f} s, gates {gates:.1f} s, transform (bare dbt build) {transform:.1f} s"
-            at_scale = _gate_peak_rss_mib(warehouse, LARGEST, sync_ids[LARGEST])
+            at_scale = gate_peak_rss_mib(warehouse, LARGEST, sync_ids[LARGEST])
         finally:
             drop_database(server, warehouse.database)
-        small = fresh_database(server)
-        try:
-            at_xs = _gate_peak_rss_mib(small, LARGEST, sync_all(small, "XS", seed)[LARGEST])
-        finally:
-            drop_database(server, small.database)
+        at_xs = xs_gate_rss(server, seed)
         memory.samples.append((at_scale, at_xs))
     return [share, memory]
+
+
+def xs_gate_rss(server: WarehouseUrl, seed: int) -> float:
+    """The baseline of a gate's memory: the same stream's gate at XS, on a fresh database of its own."""
+    small = fresh_database(server)
+    try:
+        return gate_peak_rss_mib(small, LARGEST, sync_all(small, "XS", seed)[LARGEST])
+    finally:
+        drop_database(server, small.database)
 
 
 def dbt_build(warehouse: WarehouseUrl) -> None:

@@ -47,7 +47,7 @@ class Measurement:
 
     def row(self) -> list[str]:
         values = [v for v, _ in self.samples]
-        baselines = [b for _, b in self.samples]
+        baselines = [b for _, b in self.samples if b]  # an absolute target (P6) has none
         ratios = self.ratios()
         verdict = {True: "met", False: "**not met**", None: "n/a"}[self.met]
         return [

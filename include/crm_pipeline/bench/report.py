@@ -52,7 +52,7 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}"
 
 
-def render(measurements: list[Measurement], *, scale: str, repeat: int, postgres: str) -> str:
+def render(measurements: list[Measurement], *, scale: str, end_to_end_scale: str, repeat: int, postgres: str) -> str:
     versions = ", ".join(
         f"{name} {version(name)}"
         for name in ("apache-airflow", "astronomer-cosmos", "dbt-core", "dbt-postgres", "great-expectations", "psycopg")
@@ -65,7 +65,8 @@ def render(measurements: list[Measurement], *, scale: str, repeat: int, postgres
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {_machine()}",
         f"- versions: Python {platform.python_version()}, PostgreSQL {postgres}, {versions}",
-        f"- scale {scale}, {repeat} repetition(s) per measurement, each next to its baseline in the same run",
+        f"- scale {scale} (P6 and its gate memory at {end_to_end_scale}), {repeat} repetition(s) per measurement, each"
+        " next to its baseline in the same run",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
@@ -77,9 +78,4 @@ def render(measurements: list[Measurement], *, scale: str, repeat: int, postgres
             lines.append(f"- {m.key}: {m.note}.")
         if m.met is False and m.key in CAUSES:
             lines.append(f"- {m.key} gap: {CAUSES[m.key]}")
-    lines += [
-        "",
-        "Not measured yet (issue #8): P6 scale L end to end.",
-        "P5's memory at scale L: `make bench SCALE=L`.",
-    ]
     return "\n".join(lines) + "\n"

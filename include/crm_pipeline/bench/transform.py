@@ -51,13 +51,13 @@ def _prepared(server: WarehouseUrl, scale: str, seed: int) -> tuple[WarehouseUrl
     """A fresh database as an extract pass leaves it (every stream synced and judged; deployed), and the time its
     gates took."""
     warehouse = fresh_database(server)
-    gates = _judge(warehouse, sync_all(warehouse, scale, seed))
+    gates = judge_all(warehouse, sync_all(warehouse, scale, seed))
     with psycopg.connect(warehouse.libpq()) as conn:
         apply_grants(conn)
     return warehouse, gates
 
 
-def _judge(warehouse: WarehouseUrl, sync_ids: dict[str, int]) -> float:
+def judge_all(warehouse: WarehouseUrl, sync_ids: dict[str, int]) -> float:
     """Every stream's raw gate on its batch ``sync_ids[stream]``, as the gate tasks run it; the time they took."""
     started = time.perf_counter()
     with psycopg.connect(warehouse.libpq()) as conn:
@@ -66,7 +66,7 @@ def _judge(warehouse: WarehouseUrl, sync_ids: dict[str, int]) -> float:
     return time.perf_counter() - started
 
 
-def _orchestrated(warehouse: WarehouseUrl, stack: LocalStack, conf: dict[str, Any] | None = None) -> float:
+def orchestrated_transform(warehouse: WarehouseUrl, stack: LocalStack, conf: dict[str, Any] | None = None) -> float:
     """``airflow dags test crm_transform`` on ``warehouse``, with the local stack's metadata DB; its wall time."""
     env = {
         **os.environ,
@@ -111,17 +111,17 @@ def measure_transform(stack: LocalStack, scale: str, repeat: int, seed: int = 7)
         orchestrated, first_gates = _prepared(server, scale, seed)
         bare, _ = _prepared(server, scale, seed)
         try:
-            with_airflow = _orchestrated(orchestrated, stack)
+            with_airflow = orchestrated_transform(orchestrated, stack)
             started = time.perf_counter()
             dbt_build(bare)
             p1.samples.append((with_airflow, time.perf_counter() - started))
 
             new_batches = sync_all(orchestrated, scale, seed)
-            changed, rows = _raw_rows(orchestrated, new_batches), _raw_rows(orchestrated)
-            new_gates = _judge(orchestrated, new_batches)
-            incremental = new_gates + _orchestrated(orchestrated, stack)
+            changed, rows = raw_rows(orchestrated, new_batches), raw_rows(orchestrated)
+            new_gates = judge_all(orchestrated, new_batches)
+            incremental = new_gates + orchestrated_transform(orchestrated, stack)
             # Every batch in raw judged (each gate timed once, above), then everything rebuilt from scratch.
-            rebuild = _orchestrated(orchestrated, stack, {"full_refresh": True, "models": "all"})
+            rebuild = orchestrated_transform(orchestrated, stack, {"full_refresh": True, "models": "all"})
             p3.samples.append((incremental, first_gates + new_gates + rebuild))
             p3.note = f"the change: {changed:,} rows delivered, raw now {rows:,} rows ({100 * changed / rows:.1f}%)"
         finally:
@@ -130,7 +130,7 @@ def measure_transform(stack: LocalStack, scale: str, repeat: int, seed: int = 7)
     return [p1, p3]
 
 
-def _raw_rows(warehouse: WarehouseUrl, sync_ids: dict[str, int] | None = None) -> int:
+def raw_rows(warehouse: WarehouseUrl, sync_ids: dict[str, int] | None = None) -> int:
     """Rows in raw; with ``sync_ids``, only those the batches delivered (an upsert replaces rows, so the table's
     growth would undercount a change)."""
     from crm_pipeline.sources.raw_tables import table_ident
