@@ -16,12 +16,14 @@ UV_VERSION := 0.13.9
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+# --compile-bytecode: pip compiles on install (the image does), uv does not by default; without .pyc files, and with
+# PYTHONDONTWRITEBYTECODE set as on CI machines, every Airflow task, dbt run and DAG parse compiles its imports again.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "==> creating $(VENV) and installing the locked requirements (first time: about a minute)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	@VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -r requirements.txt -r requirements-dev.txt
+	@VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet --compile-bytecode -r requirements.txt -r requirements-dev.txt
 	@VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
