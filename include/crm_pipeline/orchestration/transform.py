@@ -9,6 +9,7 @@ dbt runs as the transformer role, which owns what it builds (``warehouse/roles.p
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from airflow.sdk import TaskGroup, chain
@@ -69,7 +70,7 @@ def _layer(group_id: str, select: str, tooltip: str) -> DbtTaskGroup:
             # The DAG's ``full_refresh`` param: rebuild incremental models and snapshots from scratch.
             "full_refresh": "{{ params.get('full_refresh', False) }}",
             # Build only what the run selected; a skipped upstream (nothing it reads changed) is no reason to stop.
-            "pre_execute": skip_unless_selected,
+            "pre_execute": before_dbt,
             "trigger_rule": "none_failed",
         },
     )
@@ -90,6 +91,19 @@ def skip_unless_selected(context: Any) -> None:
     selection = (ti.xcom_pull(task_ids=SELECTION_TASK_ID) or {}).get("selection") or {"everything": True}
     if not node_selected(selection, unique_id):
         raise AirflowSkipException(f"{unique_id}: nothing it reads changed since the last publish")
+
+
+def before_dbt(context: Any) -> None:
+    """Each dbt task's ``pre_execute``: skip unless selected (``skip_unless_selected``), then freeze the heap.
+
+    After every dbtRunner call Cosmos resets dbt's adapters and runs a full ``gc.collect()`` (Cosmos issue 2334),
+    which walks every object the task process holds: Airflow, Cosmos, dbt and GX, imported and alive for the whole
+    task. ``gc.freeze()`` moves what exists now into the collector's permanent generation, so that collection walks
+    only what the dbt run created. Measured at XS (docs/performance.md): a model task went from about 0.9 s to
+    0.5 s, the transform DAG from 59 s to 41 s. What is frozen is never collected, which in a task's own process
+    (how executors run tasks) is the imports and the DAG, alive until the process ends anyway."""
+    skip_unless_selected(context)
+    gc.freeze()
 
 
 def dbt_task_group(group_id: str) -> TaskGroup:
