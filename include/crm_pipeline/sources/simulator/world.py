@@ -148,7 +148,10 @@ class World:
         self.scale = scale
         self.population = POPULATION[scale]
         # One sync asks for the same lives several times (record, associations, merges); bounded so scale L fits.
+        # Both caches belong to the instance, so they go when the World does: a class-level lru_cache on a method
+        # would keep the last ``self`` objects it saw alive, each with its cache of lives.
         self.life = lru_cache(maxsize=300_000)(self._life)  # type: ignore[method-assign]
+        self._merges = lru_cache(maxsize=4)(self._merges_upto)  # type: ignore[method-assign]
 
     def count(self, kind: str, at: datetime) -> int:
         """An upper bound of the entities of ``kind`` created by ``at``: indices ``0..count-1``. Entity
@@ -198,8 +201,7 @@ class World:
         """Contacts merged into ``survivor`` by ``until`` (a merge is an update of the survivor)."""
         return [(m, t) for m, t in self._merges(self.count("contact", _dt(until))).get(survivor, []) if t <= until]
 
-    @lru_cache(maxsize=4)  # noqa: B019 - a World lives for one sync; the cache dies with it
-    def _merges(self, upto: int) -> dict[int, list[tuple[int, float]]]:
+    def _merges_upto(self, upto: int) -> dict[int, list[tuple[int, float]]]:
         survivors: dict[int, list[tuple[int, float]]] = {}
         for index in range(upto):
             life = self.life("contact", index)
