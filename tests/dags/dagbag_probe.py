@@ -85,6 +85,8 @@ print(
                             "teardown": t.is_teardown,
                             "priority_weight": t.priority_weight,
                             "outlets": sorted(getattr(o, "uri", None) or getattr(o, "name", "") for o in t.outlets),
+                            "pre_execute": getattr(getattr(t, "_pre_execute_hook", None), "__qualname__", None),
+                            "operator": type(t).__name__,
                         }
                         for t in dag.tasks
                     ],

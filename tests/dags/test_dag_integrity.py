@@ -163,6 +163,16 @@ def test_the_transform_runs_on_the_stream_assets(probe: dict[str, Any]) -> None:
     assert [t for t, task in tasks.items() if task["teardown"]] == ["release_raw"]
 
 
+def test_every_dbt_task_checks_its_selection_and_freezes_the_heap_first(probe: dict[str, Any]) -> None:
+    """Cosmos' tasks run ``before_dbt`` (orchestration/transform.py): a deselected node skips, a selected one
+    freezes the heap so Cosmos' collection after dbtRunner walks only what dbt created (docs/performance.md)."""
+    tasks = [t for t in probe["dags"]["crm_transform"]["tasks"] if t["task_id"].startswith("transform.")]
+    assert len(tasks) > 30
+    assert {t["operator"] for t in tasks} == {"DbtBuildLocalOperator", "DbtTestLocalOperator"}
+    assert {t["pre_execute"] for t in tasks} == {"before_dbt"}
+    assert {t["pool"] for t in tasks} == {"dbt"}
+
+
 @pytest.mark.parametrize(
     "offence",
     [
