@@ -12,19 +12,21 @@ from crm_pipeline.bench.measure import Measurement
 
 HEADER = ["", "measurement", "pipeline (median)", "baseline (median)", "ratio (min to max)", "target", ""]
 CAUSES = {
-    "P1": "Orchestration costs a fixed amount per task, and the transform has about 44: each Cosmos task starts dbt "
-    "through dbtRunner, which loads the project and opens its own connection (about 1.7 s per model or test task at "
-    "XS on 2026-11-25, whatever the model's size), and `airflow dags test` runs them one at a time; the CLI's start "
-    "and the DAG parse add about 25 s. A bare build pays its start once and runs four threads. The gap shrinks as the "
-    "data grows; closing it needs fewer dbt invocations (Cosmos' watcher mode, one `dbt build` whose node events "
-    "drive the tasks, is the candidate to measure), issue #8.",
+    "P1": "Orchestration costs a fixed amount per task, and the transform has about 44: each Cosmos task runs dbt "
+    "through dbtRunner, which re-reads the project's manifest, registers its adapter and writes its artifacts, and "
+    "`airflow dags test` runs the tasks one at a time. Since the venv compiles bytecode and the tasks freeze the heap "
+    "before dbt (docs/performance.md), that is about 0.5 s per model or test task at XS, whatever the model's size. "
+    "A bare build pays its start once and runs four threads. Closing the gap needs fewer dbt invocations: Cosmos' "
+    "watcher mode (one `dbt build` per group whose node events drive the tasks) cannot run under `dags test`, whose "
+    "one-at-a-time tasks leave a consumer sensor waiting for a producer that never starts, so it has to be measured "
+    "on a real scheduler (issue #8).",
     "P3": "One more sync of every stream changes data under every model, so the changed-only run rebuilds nearly all "
     "of them, and both runs pay the same per-task orchestration cost (P1); incremental models save their share of "
     "the work only, which at small scale is a small part of the run.",
     "P2": "Each simulated record is built in Python (profiles, lives, dirt, JSON encoding), which costs tens of times "
     "what PostgreSQL spends parsing the same row from COPY text; the write path itself (COPY through psycopg 3, "
     "upsert for deduped streams) is a small share. Closing the gap needs record generation outside per-row Python "
-    "(vectorised or pre-rendered), tracked in issue #8.",
+    "(vectorised or pre-rendered), issue #3.",
     "P4": "The bag holds seven DAGs now (three extract DAGs, transform, monitor, replay); with one (crm_elt) it took "
     "1.26 s and 1.33 s in earlier runs of 2026-11-24, and one repetition varies by a few tenths. A cProfile of the "
     "one-DAG bag (1.75 s under the profiler) split it into imports, about 0.9 s (Airflow's SDK, Cosmos, the Airbyte "
@@ -32,6 +34,11 @@ CAUSES = {
     "manifest). Candidates: one manifest load shared by the four groups, and lazier provider imports (issue #8).",
     "P5m": "A gate's memory follows its batch again: something in GX materialises rows in Python (see "
     "docs/performance.md for the query-asset case that caused it before).",
+    "P6": "The pass is the sum of its stages (the note above). At L the load is most of it: the simulator builds every "
+    "record in Python (P2's gap), about 100 µs a row over some 13 million rows. The transform is the next share; "
+    "the gates are small. Meeting 15 minutes needs the simulator's generation out of per-row Python first (issue #3).",
+    "P6m": "The pass held more than the target at its peak: see the note's stages for where; the simulator's caches "
+    "of entity lives and the task processes' imports are the known large holders.",
     "P5": "Gate time is noisy here (17 s and 26 s in two runs at M before the batch-view change).",
 }
 
