@@ -26,18 +26,18 @@ CAUSES = {
     "what PostgreSQL spends parsing the same row from COPY text; the write path itself (COPY through psycopg 3, "
     "upsert for deduped streams) is a small share. Closing the gap needs record generation outside per-row Python "
     "(vectorised or pre-rendered), issue #3.",
-    "P4": "The bag holds seven DAGs now (three extract DAGs, transform, monitor, replay); with one (crm_elt) it took "
-    "1.26 s and 1.33 s in earlier runs of 2026-11-24, and one repetition varies by a few tenths. A cProfile of the "
-    "one-DAG bag (1.75 s under the profiler) split it into imports, about 0.9 s (Airflow's SDK, Cosmos, the Airbyte "
-    "provider), and Cosmos rendering the four layer task groups, about 0.7 s (0.39 s for the first, which loads the "
-    "manifest). Candidates: one manifest load shared by the four groups, and lazier provider imports (issue #8).",
+    "P4": "The bag's own cost is the imports (Airflow's SDK, Cosmos, the providers) and Cosmos rendering the four "
+    "layer groups from the manifest. Two things made it slow before (docs/performance.md): a venv without compiled "
+    "bytecode, which makes every parse compile its imports when PYTHONDONTWRITEBYTECODE is set, and a plugin that "
+    "imports heavy modules at import time. Check those first.",
     "P5m": "A gate's memory follows its batch again: something in GX materialises rows in Python (see "
     "docs/performance.md for the query-asset case that caused it before).",
     "P6": "The pass is the sum of its stages (the note above). At L the load is most of it: the simulator builds every "
     "record in Python (P2's gap), about 100 µs a row over some 13 million rows. The transform is the next share; "
     "the gates are small. Meeting 15 minutes needs the simulator's generation out of per-row Python first (issue #3).",
-    "P6m": "The pass held more than the target at its peak: see the note's stages for where; the simulator's caches "
-    "of entity lives and the task processes' imports are the known large holders.",
+    "P6m": "The pass held more than the target at its peak. The known large holders are the simulator's caches of "
+    "entity lives during the load (up to 300,000 per stream) and each task process's imports during the transform; "
+    "a peak per stage would say which.",
     "P5": "Gate time is noisy here (17 s and 26 s in two runs at M before the batch-view change).",
 }
 
