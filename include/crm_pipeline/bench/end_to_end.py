@@ -20,22 +20,12 @@ import subprocess
 import sys
 import time
 
-import psycopg
-
-from crm_pipeline.bench.gates import (
-    LARGEST,
-    fresh_database,
-    gate_memory_measurement,
-    gate_peak_rss_mib,
-    sync_all,
-    xs_gate_rss,
-)
+from crm_pipeline.bench.gates import LARGEST, Prepared, gate_memory_measurement, gate_peak_rss_mib, prepare, xs_gate_rss
 from crm_pipeline.bench.measure import Measurement
 from crm_pipeline.bench.peak_rss import PeakTreeRss
-from crm_pipeline.bench.transform import judge_all, orchestrated_transform, raw_rows
+from crm_pipeline.bench.transform import orchestrated_transform, raw_rows
 from crm_pipeline.local_airflow.runner import LocalStack, local_stack
 from crm_pipeline.warehouse.locate import drop_database
-from crm_pipeline.warehouse.roles import apply_grants
 
 WALL_TARGET_MIN = 15.0
 MEMORY_TARGET_GIB = 4.0
@@ -87,32 +77,27 @@ def measure_end_to_end(stack: LocalStack, scale: str, repeat: int, seed: int = 7
 
 def run_pass(stack: LocalStack, scale: str, seed: int) -> dict[str, float]:
     """The pass itself, in this process, on a fresh database that is dropped afterwards."""
-    warehouse = fresh_database(stack.warehouse)
+    run: Prepared | None = None
     try:
         with PeakTreeRss() as probe:
             started = time.perf_counter()
-            sync_ids = sync_all(warehouse, scale, seed)
-            load = time.perf_counter() - started
-            gates = judge_all(warehouse, sync_ids)
-            deployed = time.perf_counter()
-            with psycopg.connect(warehouse.libpq()) as conn:
-                apply_grants(conn)
-            deploy = time.perf_counter() - deployed
-            transform = orchestrated_transform(warehouse, stack)
+            run = prepare(stack.warehouse, scale, seed)
+            transform = orchestrated_transform(run.warehouse, stack)
             total = time.perf_counter() - started
         return {
-            "load_s": load,
-            "gates_s": gates,
-            "deploy_s": deploy,
+            "load_s": run.load_s,
+            "gates_s": run.gates_s,
+            "deploy_s": run.deploy_s,
             "transform_s": transform,
             "total_s": total,
             "peak_gib": probe.peak_gib,
-            "rows": raw_rows(warehouse),
-            "streams": len(sync_ids),
-            "gate_mib": gate_peak_rss_mib(warehouse, LARGEST, sync_ids[LARGEST]),
+            "rows": raw_rows(run.warehouse),
+            "streams": len(run.sync_ids),
+            "gate_mib": gate_peak_rss_mib(run.warehouse, LARGEST, run.sync_ids[LARGEST]),
         }
     finally:
-        drop_database(stack.warehouse, warehouse.database)
+        if run is not None:
+            drop_database(stack.warehouse, run.warehouse.database)
 
 
 def _took(seconds: float) -> str:

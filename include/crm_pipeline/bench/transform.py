@@ -27,43 +27,21 @@ import json
 import os
 import subprocess
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from crm_pipeline.bench.gates import dbt_build, fresh_database, sync_all
+from crm_pipeline.bench.gates import dbt_build, judge_all, prepare, sync_all
 from crm_pipeline.bench.measure import Measurement
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.local_airflow.environment import airflow_environment
 from crm_pipeline.local_airflow.runner import VENV_BIN, LocalStack
 from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
-from crm_pipeline.quality.raw_gate import judge_batch
 from crm_pipeline.warehouse.locate import drop_database
-from crm_pipeline.warehouse.roles import apply_grants
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 TRANSFORM_DAG_ID = "crm_transform"
-
-
-def _prepared(server: WarehouseUrl, scale: str, seed: int) -> tuple[WarehouseUrl, float]:
-    """A fresh database as an extract pass leaves it (every stream synced and judged; deployed), and the time its
-    gates took."""
-    warehouse = fresh_database(server)
-    gates = judge_all(warehouse, sync_all(warehouse, scale, seed))
-    with psycopg.connect(warehouse.libpq()) as conn:
-        apply_grants(conn)
-    return warehouse, gates
-
-
-def judge_all(warehouse: WarehouseUrl, sync_ids: dict[str, int]) -> float:
-    """Every stream's raw gate on its batch ``sync_ids[stream]``, as the gate tasks run it; the time they took."""
-    started = time.perf_counter()
-    with psycopg.connect(warehouse.libpq()) as conn:
-        for spec in default_catalogue().enabled():
-            judge_batch(warehouse, conn, spec, sync_ids[spec.key], run_id="bench", now=datetime.now(UTC))
-    return time.perf_counter() - started
 
 
 def orchestrated_transform(warehouse: WarehouseUrl, stack: LocalStack, conf: dict[str, Any] | None = None) -> float:
@@ -108,12 +86,12 @@ def measure_transform(stack: LocalStack, scale: str, repeat: int, seed: int = 7)
         higher_is_better=False,
     )
     for _ in range(repeat):
-        orchestrated, first_gates = _prepared(server, scale, seed)
-        bare, _ = _prepared(server, scale, seed)
+        first, bare = prepare(server, scale, seed), prepare(server, scale, seed)
+        orchestrated = first.warehouse
         try:
             with_airflow = orchestrated_transform(orchestrated, stack)
             started = time.perf_counter()
-            dbt_build(bare)
+            dbt_build(bare.warehouse)
             p1.samples.append((with_airflow, time.perf_counter() - started))
 
             new_batches = sync_all(orchestrated, scale, seed)
@@ -122,11 +100,11 @@ def measure_transform(stack: LocalStack, scale: str, repeat: int, seed: int = 7)
             incremental = new_gates + orchestrated_transform(orchestrated, stack)
             # Every batch in raw judged (each gate timed once, above), then everything rebuilt from scratch.
             rebuild = orchestrated_transform(orchestrated, stack, {"full_refresh": True, "models": "all"})
-            p3.samples.append((incremental, first_gates + new_gates + rebuild))
+            p3.samples.append((incremental, first.gates_s + new_gates + rebuild))
             p3.note = f"the change: {changed:,} rows delivered, raw now {rows:,} rows ({100 * changed / rows:.1f}%)"
         finally:
             drop_database(server, orchestrated.database)
-            drop_database(server, bare.database)
+            drop_database(server, bare.warehouse.database)
     return [p1, p3]
 
 
