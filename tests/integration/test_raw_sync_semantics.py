@@ -201,3 +201,17 @@ def test_schema_faults_work_when_staging_views_read_the_table(warehouse: Warehou
         assert _columns(conn, "raw_hubspot", "deals")["archived"] == "character varying"
         gone = conn.execute("select to_regclass('staging.stg_deals')").fetchone()[0]  # type: ignore[index]
         assert gone is None, "the destination had to drop the view; dbt recreates it on its next run"
+
+
+def test_a_retried_sync_of_the_same_run_returns_the_committed_batch_and_loads_nothing(warehouse: WarehouseUrl) -> None:
+    """A worker that dies after the sync committed leaves a try the scheduler retries: the retry must report the
+    batch that landed, not sync the next interval under the same run."""
+    spec = default_catalogue().get("hubspot.deals")
+    with psycopg.connect(warehouse.libpq(), autocommit=True) as conn:
+        first = run_sync(conn, spec, seed=3, scale="XS", audit_run_id="manual__retried")
+        rows = conn.execute(f'select count(*) from {spec.raw_schema}."{spec.stream}"').fetchone()
+        again = run_sync(conn, spec, seed=3, scale="XS", audit_run_id="manual__retried")
+        assert again == first
+        assert conn.execute(f'select count(*) from {spec.raw_schema}."{spec.stream}"').fetchone() == rows
+        next_run = run_sync(conn, spec, seed=3, scale="XS", audit_run_id="manual__next")
+        assert (next_run.sync_number, next_run.window_start) == (2, first.window_end), "another run syncs on"

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
 from crm_pipeline.catalogue import StreamSpec, parse_frequency
@@ -93,6 +94,32 @@ class SyncResult:
     extracted_at: datetime
     faults: tuple[str, ...] = field(default=())
 
+    def stored(self) -> dict[str, Any]:
+        """Everything, JSON-safe: what ``crm_simulator.run_loads`` keeps of a run's sync."""
+        times = {"window_start": self.window_start, "window_end": self.window_end, "extracted_at": self.extracted_at}
+        return {
+            **{k: v.isoformat() if v is not None else None for k, v in times.items()},
+            "stream": self.stream,
+            "sync_id": self.sync_id,
+            "sync_number": self.sync_number,
+            "rows": self.rows,
+            "faults": list(self.faults),
+        }
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> SyncResult:
+        start = data["window_start"]
+        return cls(
+            data["stream"],
+            int(data["sync_id"]),
+            int(data["sync_number"]),
+            int(data["rows"]),
+            datetime.fromisoformat(start) if start else None,
+            datetime.fromisoformat(data["window_end"]),
+            datetime.fromisoformat(data["extracted_at"]),
+            tuple(data["faults"]),
+        )
+
     def summary(self) -> dict[str, Any]:
         """Small and JSON-safe: this is what goes to XCom."""
         return {
@@ -115,6 +142,12 @@ create table if not exists crm_simulator.sync_state (
     syncs integer not null,
     synced_until timestamptz not null,
     generation_id bigint not null
+);
+create table if not exists crm_simulator.run_loads (
+    stream text not null,
+    run_id text not null,
+    result jsonb not null,
+    primary key (stream, run_id)
 );
 create table if not exists crm_simulator.identity (
     source text not null,
@@ -242,6 +275,8 @@ def run_sync(
             (spec.key,),
         ).fetchone()
         syncs, since, generation = row if row else (0, None, 1)
+        if audit_run_id is not None and (done := _loaded_by_run(conn, spec, audit_run_id)) is not None:
+            return done  # a retry of a try that committed, then died before it could report: exactly once per run
         until = EPOCH if since is None else since + _interval(spec)
         number = syncs + 1
         backfill = window is not None and spec.sync_mode != "full_refresh_overwrite"
@@ -312,7 +347,23 @@ def run_sync(
                 " set syncs = excluded.syncs, synced_until = excluded.synced_until",
                 (spec.key, number, until, generation),
             )
-    return SyncResult(spec.key, sync_id, number, written, window_start, until, extracted_at, tuple(sorted(kinds)))
+        result = SyncResult(spec.key, sync_id, number, written, window_start, until, extracted_at, tuple(sorted(kinds)))
+        if audit_run_id is not None:
+            conn.execute(
+                "insert into crm_simulator.run_loads (stream, run_id, result) values (%s, %s, %s)",
+                (spec.key, audit_run_id, Jsonb(result.stored())),
+            )
+    return result
+
+
+def _loaded_by_run(conn: psycopg.Connection, spec: StreamSpec, run_id: str) -> SyncResult | None:
+    """The sync this Airflow run already committed for ``spec``, if any. A worker that dies after the commit and
+    before the task reports success leaves a try the scheduler fails and retries; the retry must not sync the
+    next interval under the same run (the marts would then differ from a run without the fault)."""
+    row = conn.execute(
+        "select result from crm_simulator.run_loads where stream = %s and run_id = %s", (spec.key, run_id)
+    ).fetchone()
+    return SyncResult.from_stored(row[0]) if row else None
 
 
 class BackfillWindowError(ValueError):
