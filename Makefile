@@ -10,7 +10,7 @@ CRM := $(BIN)/crm
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: help venv browser demo bench test test-quick lint unit integration manifest docs gx-docs report up down status warehouse-up warehouse-down \
+.PHONY: help venv browser redis cluster-up cluster-down demo bench test test-quick lint unit integration manifest docs gx-docs report up down status warehouse-up warehouse-down \
         psql lock dockerfile-lint image-replay clean
 
 help: ## list the targets
@@ -35,7 +35,7 @@ demo: venv ## set everything up, run the pipeline end to end, print a summary
 bench: venv ## measure against the bare tools and write BENCHMARKS.md (SCALE=S|M|L, REPEAT=3, P6_SCALE=L)
 	@$(CRM) bench --scale $(or $(SCALE),M) --repeat $(or $(REPEAT),3) --end-to-end-scale $(or $(P6_SCALE),L)
 
-test: venv browser lint image-replay ## lint, replay the image build, then unit, DAG and integration tests (real PostgreSQL, Airflow, dbt, GX)
+test: venv browser redis lint image-replay ## lint, replay the image build, then unit, DAG and integration tests (real PostgreSQL, Airflow, dbt, GX)
 	@$(CRM) manifest >/dev/null
 	@$(BIN)/pytest
 
@@ -90,6 +90,22 @@ up: venv ## start Airflow (api-server, scheduler, dag-processor, triggerer) and 
 
 down: ## stop exactly the Airflow processes `make up` started
 	@if [ -x $(CRM) ]; then $(CRM) down; fi
+
+cluster-up: venv redis ## start Airflow with the CeleryExecutor: two Celery workers, a Redis broker (running one, or its own)
+	@$(CRM) cluster up
+
+cluster-down: ## stop exactly what `make cluster-up` started (a Redis that was already running stays)
+	@if [ -x $(CRM) ]; then $(CRM) cluster down; fi
+
+redis: ## install Debian's redis-server when it is missing (as root; without root, a Redis on 127.0.0.1:6379 will do)
+	@command -v redis-server >/dev/null && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && exit 0; \
+	  echo "Redis is missing: sudo apt-get install redis-server (Debian's package)"; exit 1; fi; \
+	echo "==> installing Debian's redis-server"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
 status: venv ## which Airflow components are running
 	@$(CRM) status

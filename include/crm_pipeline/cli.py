@@ -59,6 +59,13 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
             return 0
         print("embedded warehouse stopped" if EmbeddedWarehouse().down() else "embedded warehouse was not running")
         return 0
+    if args.action == "restart":  # cuts every session, as a crash or failover would; Airflow reconnects
+        if external:
+            print(f"{URL_VARIABLE} is set: the configured warehouse is not ours to restart")
+            return 1
+        EmbeddedWarehouse().restart()
+        print("embedded warehouse restarted")
+        return 0
     url = resolve_warehouse_url()
     if args.action == "up":
         where = "configured by " + URL_VARIABLE if external else f"embedded, data in {EmbeddedWarehouse().pgdata}"
@@ -174,7 +181,19 @@ def cmd_up(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from crm_pipeline.local_airflow.runner import start_components
+
+    if args.action == "up":
+        start_components(cluster=True)
+        return 0
+    if args.action == "down":
+        return cmd_down(args)
+    return cmd_status(args)
+
+
 def cmd_down(_: argparse.Namespace) -> int:
+    """Stops ``up``'s components, or the cluster's (workers, and a Redis the project started, too)."""
     from crm_pipeline.local_airflow.runner import stop_components
 
     stopped = stop_components()
@@ -183,13 +202,17 @@ def cmd_down(_: argparse.Namespace) -> int:
 
 
 def cmd_status(_: argparse.Namespace) -> int:
+    from crm_pipeline.local_airflow.cluster import read_settings
     from crm_pipeline.local_airflow.runner import component_set
 
-    running = component_set().running()
+    components = component_set()
+    running = components.running()
+    if running and (cluster := read_settings(components.run_dir)) is not None:
+        print(f"CeleryExecutor cluster: broker {cluster.broker}, queue {cluster.queue}")
     for entry in running:
         print(f"{entry.name}: pid {entry.pid}")
     if not running:
-        print("no Airflow components running (start them with `make up`)")
+        print("no Airflow components running (start them with `make up` or `make cluster-up`)")
     return 0
 
 
@@ -383,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="crm", description="CRM pipeline: local warehouse, Airflow and dbt.")
     sub = parser.add_subparsers(dest="command", required=True)
-    wh = sub.add_parser("warehouse", help="the warehouse: up, down, url, psql, grants, rotate-pepper")
-    wh.add_argument("action", choices=["up", "down", "url", "psql", "grants", "rotate-pepper"])
+    wh = sub.add_parser("warehouse", help="the warehouse: up, down, restart, url, psql, grants, rotate-pepper")
+    wh.add_argument("action", choices=["up", "down", "restart", "url", "psql", "grants", "rotate-pepper"])
     wh.add_argument("--show-password", action="store_true", help="with url: print the password too")
     wh.set_defaults(func=cmd_warehouse)
     log = sub.add_parser("audit-log", help="print the append-only audit log")
@@ -402,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="start Airflow's components").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the components `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="which components are running").set_defaults(func=cmd_status)
+    cluster = sub.add_parser("cluster", help="Airflow with the CeleryExecutor: two workers and a Redis broker")
+    cluster.add_argument("action", choices=["up", "down", "status"])
+    cluster.set_defaults(func=cmd_cluster)
     demo = sub.add_parser("demo", help="run the pipeline end to end and print a summary")
     demo.add_argument(
         "--reset",

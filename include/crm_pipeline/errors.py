@@ -25,3 +25,7 @@ class AirflowSettingsError(CrmPipelineError):
 
 class BrowserMissingError(CrmPipelineError):
     """No Chromium to render pages with; the message says how to install Debian's."""
+
+
+class BrokerError(CrmPipelineError):
+    """The Celery broker of the local cluster cannot be found or started."""

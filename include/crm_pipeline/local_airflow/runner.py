@@ -14,6 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crm_pipeline.errors import WarehouseConfigError
+from crm_pipeline.local_airflow.cluster import (
+    cluster_components,
+    component_argv,
+    forget,
+    prepare_broker,
+    read_settings,
+)
 from crm_pipeline.local_airflow.environment import airflow_environment
 from crm_pipeline.local_airflow.processes import COMPONENTS, ProcessSet
 from crm_pipeline.paths import AIRFLOW_HOME, DBT_MANIFEST_VARIABLE, DBT_PROJECT_DIR, LOCAL_DIR
@@ -31,12 +38,16 @@ class LocalStack:
 
 
 def local_stack(*, airflow_home: Path = AIRFLOW_HOME, api_port: int = 8080) -> LocalStack:
+    """The warehouse, the metadata DB and the environment of local Airflow commands; while ``make cluster-up``'s
+    cluster runs, with its CeleryExecutor settings, so ``crm airflow ...`` talks to the same executor."""
     warehouse = resolve_warehouse_url()
     metadata = airflow_metadata_url(warehouse)
     env = {
         **os.environ,
         **airflow_environment(warehouse, metadata, airflow_home=airflow_home, api_port=api_port),
     }
+    if (cluster := read_settings(airflow_home / "run")) is not None:
+        env.update(cluster.environment(metadata.sqlalchemy("psycopg2")))
     return LocalStack(warehouse, metadata, env)
 
 
@@ -133,13 +144,25 @@ def component_set() -> ProcessSet:
     return ProcessSet(AIRFLOW_HOME / "run", AIRFLOW_HOME / "logs" / "components")
 
 
-def start_components() -> None:
-    """``make up``: the api-server, scheduler, dag-processor and triggerer, each a real Airflow process."""
+def start_components(*, cluster: bool = False) -> None:
+    """``make up``: the api-server, scheduler, dag-processor and triggerer, each a real Airflow process, with the
+    LocalExecutor. ``make cluster-up`` (``cluster=True``): the same with the CeleryExecutor, a Redis broker and
+    two Celery workers (``cluster.py``). Starting again starts only what is missing (a killed worker, say)."""
     from crm_pipeline.warehouse.embedded import _free_port
 
     components = component_set()
     running = {t.name for t in components.running()}
-    port_file = AIRFLOW_HOME / "run" / "api-port"
+    if running and cluster != (read_settings(components.run_dir) is not None):
+        now, other = ("make up", "make cluster-up") if cluster else ("make cluster-up", "make up")
+        raise SystemExit(f"{now}'s Airflow is running ({', '.join(sorted(running))}); stop it before {other}")
+    names, settings = list(COMPONENTS), None
+    if cluster:
+        broker, settings = prepare_broker(components)
+        names = cluster_components(settings)
+        print(f"  broker: {broker.describe()}, queue {settings.queue}")
+    else:
+        forget(components.run_dir)  # a cluster that was not stopped cleanly must not lend make up its executor
+    port_file = components.run_dir / "api-port"
     port = int(port_file.read_text()) if running and port_file.exists() else _free_port(8080)
     stack = local_stack(api_port=port)
     ensure_metadata_db(stack)
@@ -147,9 +170,8 @@ def start_components() -> None:
     load_settings(stack)
     build_manifest(stack)
     airflow = str(VENV_BIN / "airflow")
-    for name in COMPONENTS:
-        argv = [airflow, name] + (["--port", str(port), "--host", "127.0.0.1"] if name == "api-server" else [])
-        entry = components.start(name, argv, stack.env)
+    for name in names:
+        entry = components.start(name, component_argv(name, airflow, settings, port), stack.env)
         print(f"  {name}: pid {entry.pid}" + (" (already running)" if name in running else ""))
     port_file.write_text(str(port))
     passwords = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
@@ -161,7 +183,7 @@ def start_components() -> None:
         raise SystemExit(f"the api-server did not answer on port {port}; see {components.log_dir}/api-server.log")
     print(f"\nAirflow UI: http://127.0.0.1:{port}")
     print(f"Log in as admin with the password in {passwords}: {_admin_password(passwords)}")
-    print("Stop everything with `make down`.")
+    print(f"Stop everything with `make {'cluster-down' if cluster else 'down'}`.")
 
 
 def _http_ok(url: str) -> bool:
@@ -184,4 +206,9 @@ def _admin_password(path: Path) -> str:
 
 
 def stop_components() -> list[str]:
-    return component_set().stop_all()
+    """Everything ``make up`` or ``make cluster-up`` started (a Redis of the project's own included), and
+    nothing else: a Redis that was already running is left running."""
+    components = component_set()
+    stopped = components.stop_all()
+    forget(components.run_dir)
+    return stopped
