@@ -8,9 +8,10 @@ running Airflow (a module fixture: starting it costs a minute):
 2. marking a deferred Airbyte sync failed cancels its job;
 3. a failing sync is retried with exponential backoff, then alerts both receivers; the next good run sends the
    recovery alert;
-4. `airflow backfill create` runs 7 days of the daily extract side by side (max_active_runs 3) without changing the
-   published marts;
-5. `make down` stops every process `make up` started.
+4. `make down` stops every process `make up` started.
+
+The backfill (30 days, side by side, asset-triggered transforms) runs on the Celery cluster
+(test_celery_cluster.py).
 
 Runs in its own CRM_LOCAL_DIR (its own embedded warehouse, AIRFLOW_HOME and ports), so a developer's running
 `make up` is neither used nor stopped. This is the test that caught Cosmos tasks overwriting the manifest other
@@ -23,20 +24,18 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from airflow_cluster import crm, dag_runs, http_get, http_json, wait
 from conftest import AlertReceivers, task_states
-from psycopg import sql
 
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.local_airflow.processes import _start_time
@@ -45,7 +44,6 @@ from crm_pipeline.sources.airbyte_double import AirbyteDouble
 from crm_pipeline.warehouse.embedded import EmbeddedWarehouse
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CRM = [sys.executable, "-m", "crm_pipeline.cli"]
 CONNECTION_ID = "5d0c8a51-2f7e-4b7a-9e0b-hubspotcluster"
 HOURLY, DAILY = extract_dag_id("hourly"), extract_dag_id("daily")
 VARIABLE = "airbyte_connection_hubspot_hourly"
@@ -54,10 +52,6 @@ RETRY_DELAY = 3  # seconds before the first retry; the second waits at least twi
 DEADLINE = 60  # seconds from queued to finished, for every DAG of this cluster
 # S, not XS: at XS a day of history is often empty, which a daily stream's volume rule (a row at least) stops.
 SCALE = "S"
-
-
-def _crm(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CRM, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @dataclass
@@ -82,17 +76,12 @@ class Cluster:
         return EmbeddedWarehouse(self.local_dir / "warehouse").url("crm").libpq()
 
     def airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = _crm(self.env, "airflow", *args)
+        done = crm(self.env, "airflow", *args)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         return done
 
     def runs(self, dag_id: str) -> list[tuple[str, str, str]]:
-        """(run id, run type, state) of every run of the DAG, oldest first."""
-        with psycopg.connect(self.metadata) as conn:
-            rows = conn.execute(
-                "select run_id, run_type, state from dag_run where dag_id = %s order by id", (dag_id,)
-            ).fetchall()
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return dag_runs(self.metadata, dag_id)
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> tuple[str, str]:
         """Trigger a run (after the DAG's runs so far have ended); (its id, its final state) once it has ended. By
@@ -105,17 +94,14 @@ class Cluster:
         return run_id, str(state())
 
     def wait(self, done: Any, seconds: float, what: object = "") -> None:
-        deadline = time.monotonic() + seconds
-        while not done():
-            assert time.monotonic() < deadline, f"gave up waiting after {seconds} s: {what}"
-            time.sleep(2)
+        wait(done, seconds, what)
 
     def token(self) -> str:
         """A bearer token of the UI's admin user (the password `make up` generated)."""
         generated = self.local_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
         password = json.loads(generated.read_text())["admin"]
         api = f"http://127.0.0.1:{self.port}"
-        return _http(f"{api}/auth/token", "POST", {"username": "admin", "password": password})["access_token"]
+        return http_json(f"{api}/auth/token", "POST", {"username": "admin", "password": password})["access_token"]
 
     def alerts(self, *needles: str) -> tuple[list[str], list[str]]:
         """(webhook texts, emails) that contain every needle."""
@@ -139,7 +125,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     }
     env.pop("CRM_WAREHOUSE_URL", None)
     env.pop("CRM_DBT_MANIFEST", None)
-    assert _crm(env, "warehouse", "up").returncode == 0
+    assert crm(env, "warehouse", "up").returncode == 0
     warehouse = EmbeddedWarehouse(local_dir / "warehouse").url("crm")
     double = AirbyteDouble(
         warehouse,
@@ -154,7 +140,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(env, local_dir, double, receivers)
     try:
         double.__enter__()
-        up = _crm(env, "up")
+        up = crm(env, "up")
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert "Airflow UI: http://127.0.0.1:" in up.stdout
         assert "Log in as admin with the password" in up.stdout
@@ -163,8 +149,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         double.__exit__()
         if not cluster.stopped:
-            _crm(env, "down")
-        _crm(env, "warehouse", "down")
+            crm(env, "down")
+        crm(env, "warehouse", "down")
         receivers.close()
 
 
@@ -197,11 +183,11 @@ def test_the_health_page_is_in_the_airflow_ui_for_signed_in_users(cluster: Clust
     links it from the UI's Browse menu."""
     api = f"http://127.0.0.1:{cluster.port}"
     with pytest.raises(urllib.error.HTTPError) as refused:
-        _get(f"{api}/crm/health")
+        http_get(f"{api}/crm/health")
     assert refused.value.code == 401, "no page without a login"
-    page = _get(f"{api}/crm/health", cluster.token())
+    page = http_get(f"{api}/crm/health", cluster.token())
     assert "<h1>CRM pipeline health</h1>" in page and "every stream is fresh" in page, page[:2000]
-    plugins = json.loads(_get(f"{api}/api/v2/plugins", cluster.token()))
+    plugins = json.loads(http_get(f"{api}/api/v2/plugins", cluster.token()))
     views = {v["name"]: v for p in plugins["plugins"] for v in p.get("external_views", [])}
     assert views["CRM pipeline health"]["href"] == "/crm/health", views
     assert views["CRM pipeline health"]["category"] == "Browse", "listed under Browse, beside the dbt docs"
@@ -248,7 +234,7 @@ def test_marking_the_deferred_sync_failed_cancels_its_airbyte_job(cluster: Clust
 
     api = f"http://127.0.0.1:{cluster.port}"
     token = cluster.token()
-    _http(
+    http_json(
         f"{api}/api/v2/dags/{HOURLY}/dagRuns/{run_id}/taskInstances/airbyte_sync/0",
         "PATCH",
         {"new_state": "failed"},
@@ -303,63 +289,9 @@ def test_a_failing_sync_retries_with_backoff_then_alerts_and_the_next_good_run_r
     assert cluster.alerts(f"[crm] {HOURLY}: recovered, {again}") == ([], [])
 
 
-def test_a_seven_day_backfill_runs_side_by_side_and_changes_no_mart(cluster: Cluster) -> None:
-    """``airflow backfill create`` over 7 days of the daily extract, 3 runs at a time (the DAG itself allows one
-    scheduled run at a time). Each run delivers its day of history again as a batch of its own, gated; the
-    transform rebuilds from them. History delivered twice must leave the published marts exactly as they were.
-    Full-refresh streams (no history) are left out."""
-    for dag_id in (HOURLY, extract_dag_id("every_6h")):  # nothing but the backfill may change the marts now
-        cluster.airflow("dags", "pause", dag_id)
-    _transform_idle(cluster, deadline=time.monotonic() + 600)  # what earlier tests admitted is published first
-    before = _mart_checksums(cluster.warehouse)
-    transforms_before = len(cluster.runs(TRANSFORM_DAG_ID))
-    started = time.monotonic()
-    cluster.airflow(
-        "backfill", "create", "--dag-id", DAILY, "--from-date", "2025-12-25", "--to-date", "2025-12-31",
-        "--max-active-runs", "3",
-    )  # fmt: skip
-    backfill = lambda: [r for r in cluster.runs(DAILY) if r[1] == "backfill"]  # noqa: E731
-    cluster.wait(lambda: len(backfill()) == 7 and all(s in ("success", "failed") for _, _, s in backfill()), 1500)
-    assert {state for _, _, state in backfill()} == {"success"}, backfill()
-    _transform_idle(cluster, deadline=time.monotonic() + 600)
-    after = cluster.runs(TRANSFORM_DAG_ID)[transforms_before:]
-    assert after, "the backfill's batches started the transform"
-    # Every transform of this cluster, not only the backfill's: syncs replacing raw rows (dedup streams, from the
-    # backfill and the schedules, simulated and through Airbyte) never landed under a transform between its
-    # build and its audit (the transform lease), so no audit refused to publish good marts.
-    transforms = cluster.runs(TRANSFORM_DAG_ID)
-    assert {state for _, _, state in transforms} == {"success"}, f"transform runs: {transforms}"
-    with psycopg.connect(cluster.metadata) as conn:
-        waited = conn.execute(
-            "select count(*) from task_reschedule r join task_instance t on t.id = r.ti_id where t.dag_id = %s",
-            (DAILY,),
-        ).fetchone()[0]  # type: ignore[index]
-    print(f"daily syncs rescheduled while a transform read raw: {waited}")
-
-    with psycopg.connect(cluster.metadata) as conn:
-        spans = conn.execute(
-            "select data_interval_start, data_interval_end, start_date, end_date from dag_run"
-            " where dag_id = %s and run_type = 'backfill' order by data_interval_start",
-            (DAILY,),
-        ).fetchall()
-    assert [(s[1] - s[0]).days for s in spans] == [1] * 7
-    assert _most_at_once([(s[2], s[3]) for s in spans]) > 1, "backfill runs went side by side"
-
-    daily = [s.key for s in default_catalogue().by_cadence()["daily"] if s.sync_mode != "full_refresh_overwrite"]
-    with psycopg.connect(cluster.warehouse) as conn:
-        batches = conn.execute(
-            "select stream, count(*), count(distinct sync_id) from crm_audit.stream_runs where run_id = any(%s)"
-            " group by stream",
-            ([run_id for run_id, _, _ in backfill()],),
-        ).fetchall()
-    assert {stream: (n, distinct) for stream, n, distinct in batches} == {s: (7, 7) for s in daily}
-    assert _mart_checksums(cluster.warehouse) == before, "history delivered again changed the marts"
-    print(f"7-day backfill and transform: {time.monotonic() - started:.0f} s")
-
-
 def test_down_stops_every_process_up_started(cluster: Cluster) -> None:
     pids = [json.loads(p.read_text()) for p in cluster.run_dir.glob("*.json")]
-    down = _crm(cluster.env, "down")
+    down = crm(cluster.env, "down")
     cluster.stopped.append(down.stdout)
     assert down.returncode == 0
     assert "stopped: api-server, scheduler, dag-processor, triggerer" in down.stdout
@@ -387,68 +319,3 @@ def _pipeline_runs(metadata: str, deadline: float) -> list[tuple[str, str, str]]
             return [tuple(run) for run in runs]  # type: ignore[misc]
         assert time.monotonic() < deadline, f"the pipeline did not finish: {runs}, {queued} asset events queued"
         time.sleep(5)
-
-
-def _transform_idle(cluster: Cluster, deadline: float) -> None:
-    """Wait until no transform run is queued or running and no asset event waits for one."""
-    while True:
-        runs = cluster.runs(TRANSFORM_DAG_ID)
-        with psycopg.connect(cluster.metadata) as conn:
-            queued = conn.execute(
-                "select count(*) from asset_dag_run_queue where target_dag_id = %s", (TRANSFORM_DAG_ID,)
-            ).fetchone()[0]  # type: ignore[index]
-        if not queued and all(state in ("success", "failed") for _, _, state in runs):
-            return
-        assert time.monotonic() < deadline, f"the transform is still busy: {runs}, {queued} events queued"
-        time.sleep(5)
-
-
-def _most_at_once(spans: list[tuple[datetime, datetime]]) -> int:
-    """The largest number of the (start, end) spans that overlap at one moment."""
-    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans], key=lambda e: (e[0], e[1]))
-    most = running = 0
-    for _, step in edges:
-        running += step
-        most = max(most, running)
-    return most
-
-
-# Columns that say when a row's inputs were last loaded, not what the CRMs hold: loading history again moves them
-# by design (Airbyte's dedup keeps the latest extraction of an unchanged record), and the incremental facts use
-# them to find rows to reprocess. The backfill must leave everything else exactly as it was.
-LOAD_TIME_COLUMNS = {("fct_activities", "changed_at"), ("fct_opportunity_stage_history", "loaded_at")}
-
-
-def _mart_checksums(warehouse: str) -> dict[str, str]:
-    """md5 of each published mart's rows (without its load-time columns) in a fixed order: equal checksums,
-    equal marts."""
-    with psycopg.connect(warehouse) as conn:
-        columns: dict[str, list[str]] = {}
-        for table, column in conn.execute(
-            "select table_name, column_name from information_schema.columns where table_schema = 'marts'"
-            " order by table_name, ordinal_position"
-        ):
-            if (table, column) not in LOAD_TIME_COLUMNS:
-                columns.setdefault(table, []).append(column)
-        checksums = {}
-        for table, names in columns.items():
-            row = sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Identifier, names)))
-            query = sql.SQL(
-                "select md5(coalesce(string_agg(r::text, '|' order by r::text), '')) from (select {} as r from {}) t"
-            ).format(row, sql.Identifier("marts", table))
-            checksums[table] = conn.execute(query).fetchone()[0]  # type: ignore[index]
-        return checksums
-
-
-def _get(url: str, token: str | None = None) -> str:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310  (loopback URLs built here)
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-        return response.read().decode()
-
-
-def _http(url: str, method: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method=method)  # noqa: S310
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  (loopback URL built above)
-        return json.load(response)
