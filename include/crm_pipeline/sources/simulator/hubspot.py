@@ -273,19 +273,30 @@ def _last_change(world: World, kind: str, index: int, life: Life, now: float) ->
 
 
 def changed_records(
-    world: World, stream: str, since: datetime | None, until: datetime, dirt_rate: float
+    world: World,
+    stream: str,
+    since: datetime | None,
+    until: datetime,
+    dirt_rate: float,
+    *,
+    as_of: datetime | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(entity index, record)`` for live records of ``stream`` as of ``until`` whose last change is in
-    ``(since, until]`` (all live records when ``since`` is None), in id order."""
+    """``(entity index, record)`` for live records of ``stream`` as of ``as_of`` (default ``until``) whose last
+    change is in ``(since, until]`` (all live records when ``since`` is None), in id order. A later ``as_of`` is a
+    backfill: the source read again now, as its API only can, for what last changed in an earlier window."""
     if stream == "deal_pipelines":
         yield 0, deal_pipeline(_epoch_ms(EPOCH.timestamp() - 400 * 86400))
         return
     kind, render = RENDERERS[stream]
-    now, start = until.timestamp(), (since.timestamp() if since is not None else None)
-    for index in range(world.count(kind, until)):
+    present = as_of or until
+    now, end = present.timestamp(), until.timestamp()
+    start = since.timestamp() if since is not None else None
+    for index in range(world.count(kind, present)):
         life = world.life(kind, index)
         if not life.alive(now):
             continue
-        if start is not None and _last_change(world, kind, index, life, now) <= start:
-            continue
-        yield index, render(world, index, until, dirt_rate)
+        if start is not None or as_of is not None:  # a whole first sync skips the work
+            last = _last_change(world, kind, index, life, now)
+            if (start is not None and last <= start) or last > end:
+                continue
+        yield index, render(world, index, present, dirt_rate)

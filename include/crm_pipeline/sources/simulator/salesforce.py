@@ -305,29 +305,38 @@ RENDERERS = {
 
 
 def changed_records(
-    world: World, stream: str, since: datetime | None, until: datetime, dirt_rate: float
+    world: World,
+    stream: str,
+    since: datetime | None,
+    until: datetime,
+    dirt_rate: float,
+    *,
+    as_of: datetime | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(entity index, record)`` for every record whose ``SystemModstamp`` is in ``(since, until]`` (every record
-    that exists or sits deleted in the recycle bin when ``since`` is None)."""
-    now, start = until.timestamp(), (since.timestamp() if since is not None else None)
+    """``(entity index, record)`` for every record as of ``as_of`` (default ``until``) whose ``SystemModstamp`` is
+    in ``(since, until]`` (every record that exists or sits deleted in the recycle bin when ``since`` is None). A
+    later ``as_of`` is a backfill: the source read again now, as its API only can, for an earlier window."""
+    present = as_of or until
+    now, end = present.timestamp(), until.timestamp()
+    start = since.timestamp() if since is not None else None
     if stream == "OpportunityHistory":
-        for index in range(world.count("opportunity", until)):
+        for index in range(world.count("opportunity", present)):
             life = world.life("opportunity", index)
             if life.created > now:
                 continue
             for version in range(life.version(now) + 1):
                 at = life.created if version == 0 else life.events[version - 1]
-                if start is None or at > start:
+                if (start is None or at > start) and at <= end:
                     yield index, opportunity_history(world, index, version)
         return
     render = RENDERERS[stream]
-    for kind, index in _members(world, stream, until):
+    for kind, index in _members(world, stream, present):
         life = world.life(kind, index)
         if life.created > now or (life.merged is not None and life.merged <= now):
             continue
         deleted = life.archived is not None and life.archived <= now
         last_change = life.archived if deleted and life.archived is not None else life.updated(now)
-        if start is not None and last_change <= start:
+        if (start is not None and last_change <= start) or last_change > end:
             continue
         # A deleted record no longer changes: it is what it was when it was deleted.
         yield index, render(world, index, last_change if deleted else now, dirt_rate)

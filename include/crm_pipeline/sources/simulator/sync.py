@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import psycopg
 from psycopg import sql
@@ -52,7 +52,22 @@ FaultKind = Literal[
 BAD_ROWS = 5
 NEW_COLUMN = "unexpected_new_field"
 
-Generator = Callable[[World, str, datetime | None, datetime, float], Iterator[tuple[int, dict[str, Any]]]]
+
+class Generator(Protocol):
+    """A source's ``changed_records``: records changed in ``(since, until]``, as the source holds them ``as_of``."""
+
+    def __call__(
+        self,
+        world: World,
+        stream: str,
+        since: datetime | None,
+        until: datetime,
+        dirt_rate: float,
+        *,
+        as_of: datetime | None = None,
+    ) -> Iterator[tuple[int, dict[str, Any]]]: ...
+
+
 GENERATORS: dict[str, Generator] = {"hubspot": hubspot.changed_records, "salesforce": salesforce.changed_records}
 # (source, stream) -> the entity kind whose index the records carry, for streams that identify people or companies.
 IDENTITY_KINDS = {
@@ -257,8 +272,9 @@ def run_sync(
 
     ``sync_id``: the id to stamp (the Airbyte API double passes its job id, as Airbyte does); by default the next
     value of the simulator's own sequence. ``progress`` is called with row counts as they stream (a progress bar).
-    ``window``: a backfill: deliver again what changed in ``[start, end)`` of already synced history, as a batch of
-    its own, without moving the stream's clock (a full-refresh stream delivers its whole table, as always).
+    ``window``: a backfill: deliver again the records whose last change lies in ``[start, end)`` of already synced
+    history, as the source holds them now, as a batch of its own, without moving the stream's clock (a full-refresh
+    stream delivers its whole table, as always).
     ``audit_run_id``: record the load in the audit log under this run, in the load's own transaction (the pipeline's
     syncs do; the Airbyte API double, which plays Airbyte's part, does not)."""
     generate = GENERATORS[spec.source]
@@ -305,7 +321,11 @@ def run_sync(
             in_window: set[Any] = set()
 
             def emitted() -> Iterator[dict[str, Any]]:
-                for index, record in generate(world, spec.stream, window_start, until, dirt_rate):
+                # A backfill reads the source as it is now (``since``, where the stream's clock stands), as a real
+                # API does: the records whose last change lies in the window, in their current state; never a
+                # state they had back then, nor a record deleted or merged away since.
+                as_of = since if backfill else None
+                for index, record in generate(world, spec.stream, window_start, until, dirt_rate, as_of=as_of):
                     if identity_kind is not None:
                         entity = world.person_of(index) if identity_kind == "contact" else index
                         truth.write(f"{spec.source}\t{spec.stream}\t{record[key]}\t{identity_kind}\t{entity}\n")
