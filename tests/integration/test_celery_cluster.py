@@ -18,7 +18,7 @@ metadata DB and warehouse on the cluster's own embedded PostgreSQL, which a test
 
 Only the tests start runs (``[scheduler] use_job_schedule = False``, which also stops asset triggers): a
 scheduled hourly sync between the two passes would make them see different data. The heartbeat
-timeouts are shortened so a dead worker's tasks are failed (and retried) in seconds, not Airflow's default five
+timeouts are shortened so a dead worker's tasks are failed (and retried) in half a minute, not Airflow's default five
 minutes.
 """
 
