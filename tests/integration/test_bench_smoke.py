@@ -6,7 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from crm_pipeline.bench.gates import StoppedBatchError, judge_all
+from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.sources.simulator.sync import Fault, run_sync
+from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
 
@@ -43,3 +49,16 @@ def test_bench_writes_every_measurement_with_its_baseline(tmp_path: Path) -> Non
     assert " rows/s |" in rows["P2"]
     assert " min | — | — | <= 15 min |" in rows["P6"] and " GiB | — | — | <= 4 GiB |" in rows["P6m"]
     assert "whole pass at scale XS" in rows["P6"] and "- P6: load " in table
+
+
+def test_the_bench_refuses_a_pass_whose_gate_stopped_a_batch(warehouse: WarehouseUrl) -> None:
+    """A stopped batch would leave its stream out of the transform the bench then times: the number would measure
+    less than the pipeline's work, so the bench stops with the stream and the gate's reason instead."""
+    catalogue = default_catalogue()
+    with psycopg.connect(warehouse.libpq(), autocommit=True) as conn:
+        good = run_sync(conn, catalogue.get("hubspot.owners"), seed=3, scale="XS")
+        empty = Fault(stream="hubspot.contacts", kind="empty_batch")
+        stopped = run_sync(conn, catalogue.get("hubspot.contacts"), seed=3, scale="XS", faults=(empty,))
+    assert judge_all(warehouse, {"hubspot.owners": good.sync_id}) > 0
+    with pytest.raises(StoppedBatchError, match=r"hubspot\.contacts \(0 rows\): .*row_count"):
+        judge_all(warehouse, {"hubspot.owners": good.sync_id, "hubspot.contacts": stopped.sync_id})
