@@ -52,13 +52,16 @@ def test_bench_writes_every_measurement_with_its_baseline(tmp_path: Path) -> Non
 
 
 def test_the_bench_refuses_a_pass_whose_gate_stopped_a_batch(warehouse: WarehouseUrl) -> None:
-    """A stopped batch would leave its stream out of the transform the bench then times: the number would measure
-    less than the pipeline's work, so the bench stops with the stream and the gate's reason instead."""
+    """A stopped batch would leave its rows out of the transform the bench then times: the number would measure
+    less than the pipeline's work, so the bench stops with the stream and the gate's reason instead. An empty batch
+    stopped by its volume bound (a daily stream's quiet day in P3 at XS) leaves nothing out and is let through."""
     catalogue = default_catalogue()
     with psycopg.connect(warehouse.libpq(), autocommit=True) as conn:
         good = run_sync(conn, catalogue.get("hubspot.owners"), seed=3, scale="XS")
         empty = Fault(stream="hubspot.contacts", kind="empty_batch")
-        stopped = run_sync(conn, catalogue.get("hubspot.contacts"), seed=3, scale="XS", faults=(empty,))
-    assert judge_all(warehouse, {"hubspot.owners": good.sync_id}) > 0
-    with pytest.raises(StoppedBatchError, match=r"hubspot\.contacts \(0 rows\): .*row_count"):
-        judge_all(warehouse, {"hubspot.owners": good.sync_id, "hubspot.contacts": stopped.sync_id})
+        quiet = run_sync(conn, catalogue.get("hubspot.contacts"), seed=3, scale="XS", faults=(empty,))
+        dropped = Fault(stream="hubspot.deals", kind="dropped_column")
+        broken = run_sync(conn, catalogue.get("hubspot.deals"), seed=3, scale="XS", faults=(dropped,))
+    assert judge_all(warehouse, {"hubspot.owners": good.sync_id, "hubspot.contacts": quiet.sync_id}) > 0
+    with pytest.raises(StoppedBatchError, match=r"hubspot\.deals \([1-9][0-9,]* rows\): .*contract_columns_present"):
+        judge_all(warehouse, {"hubspot.owners": good.sync_id, "hubspot.deals": broken.sync_id})

@@ -71,7 +71,7 @@ def measure_end_to_end(stack: LocalStack, scale: str, repeat: int, seed: int = 7
         wall.note = (
             f"load {_took(result['load_s'])}, gates {_took(result['gates_s'])}, deploy {_took(result['deploy_s'])},"
             f" transform {_took(result['transform_s'])}; {result['rows']:,} raw rows in {result['streams']} streams,"
-            " every batch admitted by its gate (the bench refuses a pass with a stopped batch)"
+            " no batch with rows stopped by its gate (the bench refuses such a pass)"
         )
     return [wall, memory, gate_memory]
 
