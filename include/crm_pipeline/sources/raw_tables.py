@@ -7,7 +7,8 @@ constraints. The three sync modes behave as the destination's SQL does:
 * full refresh overwrite: load a fresh table, then drop and rename in one transaction;
 * incremental append: COPY straight in, duplicates and all (at-least-once);
 * incremental append + deduped: load a temp table, keep the newest row per key (cursor, then extraction time),
-  update older rows in place and insert new keys.
+  update older rows in place and insert new keys. Into an empty table (a first sync) the batch is copied straight
+  in and only a key the batch repeats is reduced to its newest row: the same result, without staging every row.
 
 See docs/raw-contract.md for the sources of each choice. The local simulator writes through this module, so
 whatever the pipeline reads locally has the shape Airbyte gives it in production.
@@ -23,6 +24,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 
 from crm_pipeline.catalogue import StreamSpec
 from crm_pipeline.sources.contract import AIRBYTE_COLUMNS, JSON_TYPES, POSTGRES_TYPES
@@ -36,6 +38,18 @@ class SyncBatch:
     sync_id: int
     extracted_at: datetime
     generation_id: int
+
+
+@dataclass(frozen=True)
+class CopyText:
+    """Rows already in COPY's text format, in ``column_names`` order: a generator that renders whole blocks of
+    rows writes them as they are, where a row at a time would cost more than PostgreSQL's parsing of it."""
+
+    rows: int
+    text: str
+
+
+Rows = Iterable[tuple[Any, ...] | CopyText]
 
 
 def table_ident(spec: StreamSpec) -> sql.Identifier:
@@ -117,15 +131,18 @@ def encode_row(
     return tuple(values)
 
 
-def _copy_rows(
-    conn: psycopg.Connection, target: sql.Composable, columns: list[str], rows: Iterable[tuple[Any, ...]]
-) -> int:
+def _copy_rows(conn: psycopg.Connection, target: sql.Composable, columns: list[str], rows: Rows) -> int:
     count = 0
     stmt = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
+    with conn.cursor() as cur, cur.copy(stmt, writer=QueuedLibpqWriter(cur)) as copy:
+        # The writer sends from a thread of its own, so the next block renders while PostgreSQL parses this one.
         for row in rows:
-            copy.write_row(row)
-            count += 1
+            if isinstance(row, CopyText):
+                copy.write(row.text)
+                count += row.rows
+            else:
+                copy.write_row(row)
+                count += 1
     return count
 
 
@@ -135,9 +152,10 @@ def prepare_raw_table(conn: psycopg.Connection, spec: StreamSpec) -> None:
         ensure_raw_table(conn, spec)
 
 
-def write_batch(conn: psycopg.Connection, spec: StreamSpec, rows: Iterable[tuple[Any, ...]]) -> int:
-    """Write one sync's encoded rows with the stream's sync-mode semantics, in one transaction. The table must
-    exist (``prepare_raw_table``): DDL runs under its own lock, not inside the load."""
+def write_batch(conn: psycopg.Connection, spec: StreamSpec, rows: Rows) -> int:
+    """Write one sync's encoded rows (tuples, or ``CopyText`` blocks) with the stream's sync-mode semantics, in
+    one transaction. The table must exist (``prepare_raw_table``): DDL runs under its own lock, not inside the
+    load."""
     columns = column_names(spec)
     with conn.transaction():
         if spec.sync_mode == "incremental_append":
@@ -147,7 +165,7 @@ def write_batch(conn: psycopg.Connection, spec: StreamSpec, rows: Iterable[tuple
         return _upsert(conn, spec, columns, rows)
 
 
-def _overwrite(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> int:
+def _overwrite(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows: Rows) -> int:
     """Replace the table's rows in one transaction. Airbyte drops the table and renames a new one in; we truncate and
     refill instead: readers see the same thing (the old rows or the new, never a mix), and the dbt staging views
     that depend on the table survive (a DROP would need CASCADE and take them with it)."""
@@ -161,19 +179,46 @@ def _overwrite(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], r
     return count
 
 
-def _upsert(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> int:
+def _newest_first(spec: StreamSpec) -> sql.Composable:
+    """The order in which a key's rows are newest first: cursor, then extraction time."""
+    order = [sql.SQL("{} desc nulls last").format(sql.Identifier(spec.cursor_field))] if spec.cursor_field else []
+    order.append(sql.SQL("{} desc").format(sql.Identifier("_airbyte_extracted_at")))
+    return sql.SQL(", ").join(order)
+
+
+def _load_into_empty(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows: Rows) -> int:
+    """A first load (the table is empty): COPY straight in, then drop the older rows of any key the batch holds
+    more than once. The result is the merge's, without staging every row twice."""
+    table = table_ident(spec)
+    count = _copy_rows(conn, table, columns, rows)
+    pk = sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))
+    repeated = conn.execute(
+        sql.SQL("select exists (select from {} group by {} having count(*) > 1)").format(table, pk)
+    ).fetchone()
+    if repeated and repeated[0]:
+        conn.execute(
+            sql.SQL(
+                "delete from {table} where ctid in (select ctid from ("
+                " select ctid, row_number() over (partition by {pk} order by {order}) as _rn from {table}) s"
+                " where _rn > 1)"
+            ).format(table=table, pk=pk, order=_newest_first(spec))
+        )
+    return count
+
+
+def _upsert(conn: psycopg.Connection, spec: StreamSpec, columns: list[str], rows: Rows) -> int:
+    if conn.execute(sql.SQL("select not exists (select from {})").format(table_ident(spec))).fetchone() == (True,):
+        return _load_into_empty(conn, spec, columns, rows)
     staged = sql.Identifier(f"_staged_{spec.stream}"[:63])
     conn.execute(sql.SQL("create temp table {} (like {}) on commit drop").format(staged, table_ident(spec)))
     count = _copy_rows(conn, staged, columns, rows)
     pk = sql.SQL(", ").join(map(sql.Identifier, spec.primary_key))
-    order = [sql.SQL("{} desc nulls last").format(sql.Identifier(spec.cursor_field))] if spec.cursor_field else []
-    order.append(sql.SQL("{} desc").format(sql.Identifier("_airbyte_extracted_at")))
     newest = sql.Identifier(f"_newest_{spec.stream}"[:63])
     conn.execute(
         sql.SQL(
             "create temp table {newest} on commit drop as select * from ("
             " select *, row_number() over (partition by {pk} order by {order}) as _rn from {staged}) s where _rn = 1"
-        ).format(newest=newest, pk=pk, staged=staged, order=sql.SQL(", ").join(order))
+        ).format(newest=newest, pk=pk, staged=staged, order=_newest_first(spec))
     )
     conn.execute(sql.SQL("alter table {} drop column _rn").format(newest))
     match = sql.SQL(" and ").join(sql.SQL("t.{c} = n.{c}").format(c=sql.Identifier(c)) for c in spec.primary_key)
