@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -29,9 +29,10 @@ from pydantic import BaseModel, ConfigDict
 
 from crm_pipeline.catalogue import StreamSpec, parse_frequency
 from crm_pipeline.sources import raw_tables
-from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, table_ident, write_batch
+from crm_pipeline.sources.raw_tables import CopyText, SyncBatch, encode_row, table_ident, write_batch
 from crm_pipeline.sources.simulator import hubspot, salesforce
-from crm_pipeline.sources.simulator.world import EPOCH, Scale, World, rng_for
+from crm_pipeline.sources.simulator.block import Block, Source, text_form, uuid4_texts
+from crm_pipeline.sources.simulator.world import EPOCH, Scale, World
 from crm_pipeline.warehouse import audit_log
 from crm_pipeline.warehouse.ddl import ddl_transaction, ensure_schema, split_script
 from crm_pipeline.warehouse.dependent_views import drop_dependent_views
@@ -53,22 +54,7 @@ BAD_ROWS = 5
 NEW_COLUMN = "unexpected_new_field"
 
 
-class Generator(Protocol):
-    """A source's ``changed_records``: records changed in ``(since, until]``, as the source holds them ``as_of``."""
-
-    def __call__(
-        self,
-        world: World,
-        stream: str,
-        since: datetime | None,
-        until: datetime,
-        dirt_rate: float,
-        *,
-        as_of: datetime | None = None,
-    ) -> Iterator[tuple[int, dict[str, Any]]]: ...
-
-
-GENERATORS: dict[str, Generator] = {"hubspot": hubspot.changed_records, "salesforce": salesforce.changed_records}
+SOURCES: dict[str, Source] = {"hubspot": hubspot.SOURCE, "salesforce": salesforce.SOURCE}
 # (source, stream) -> the entity kind whose index the records carry, for streams that identify people or companies.
 IDENTITY_KINDS = {
     ("hubspot", "companies"): "company",
@@ -277,7 +263,6 @@ def run_sync(
     stream delivers its whole table, as always).
     ``audit_run_id``: record the load in the audit log under this run, in the load's own transaction (the pipeline's
     syncs do; the Airbyte API double, which plays Airbyte's part, does not)."""
-    generate = GENERATORS[spec.source]
     if audit_run_id is not None:
         audit_log.ensure_audit_log(conn)
     with ddl_transaction(conn):
@@ -314,48 +299,26 @@ def run_sync(
         )
 
         identity_kind = IDENTITY_KINDS.get((spec.source, spec.stream))
-        with tempfile.TemporaryFile("w+") as truth:  # ground-truth rows, spooled to disk: bounded memory
-            key = spec.primary_key[0]
-
-            resend = spec.sync_mode == "incremental_append" and since is not None and not backfill
-            in_window: set[Any] = set()
-
-            def emitted() -> Iterator[dict[str, Any]]:
-                # A backfill reads the source as it is now (``since``, where the stream's clock stands), as a real
-                # API does: the records whose last change lies in the window, in their current state; never a
-                # state they had back then, nor a record deleted or merged away since.
-                as_of = since if backfill else None
-                for index, record in generate(world, spec.stream, window_start, until, dirt_rate, as_of=as_of):
-                    if identity_kind is not None:
-                        entity = world.person_of(index) if identity_kind == "contact" else index
-                        truth.write(f"{spec.source}\t{spec.stream}\t{record[key]}\t{identity_kind}\t{entity}\n")
-                    if resend:
-                        in_window.add(record[key])
-                    yield record
-                if resend and since is not None:
-                    # Airbyte's inclusive cursor: records still at the previous sync's last cursor value are
-                    # read again, unchanged (exact duplicates); records changed since come only in the window.
-                    for _, record in generate(world, spec.stream, since - timedelta(seconds=1), since, dirt_rate):
-                        if record[key] not in in_window:
-                            yield record
-
-            batch = SyncBatch(sync_id=sync_id, extracted_at=extracted_at, generation_id=generation)
-            rng = rng_for(seed, spec.key, "raw_ids", *(("backfill", sync_id) if backfill else (number,)))
-            naive = "naive_timestamps" in kinds
-
-            def rows() -> Iterator[tuple[Any, ...]]:
-                for n, record in enumerate(with_faults(spec, emitted(), kinds), start=1):
-                    if progress is not None and n % 2000 == 0:
-                        progress(2000)
-                    if naive and spec.cursor_field and isinstance(record.get(spec.cursor_field), datetime):
-                        record[spec.cursor_field] = record[spec.cursor_field].replace(tzinfo=None)
-                    yield encode_row(target, record, str(uuid.UUID(int=rng.getrandbits(128), version=4)), batch)
-
-            written = write_batch(conn, target, rows())
-            if progress is not None:
-                progress(written % 2000)
-            if identity_kind is not None:
-                _store_identity(conn, truth)
+        resend = spec.sync_mode == "incremental_append" and since is not None and not backfill
+        # A backfill reads the source as it is now (``since``, where the stream's clock stands), as a real API
+        # does: the records whose last change lies in the window, in their current state; never a state they had
+        # back then, nor a record deleted or merged away since.
+        as_of = since if backfill else None
+        raw_ids = RawIds(world, spec.key, ("backfill", sync_id) if backfill else (number,))
+        batch = SyncBatch(sync_id=sync_id, extracted_at=extracted_at, generation_id=generation)
+        truth = Truth(spec, world, identity_kind)
+        with truth:
+            rows: raw_tables.Rows
+            if not kinds and not resend:
+                blocks = SOURCES[spec.source].changed_blocks(
+                    world, spec.stream, window_start, until, dirt_rate, as_of=as_of
+                )
+                rows = _block_rows(target, blocks, raw_ids, batch, truth, progress)
+            else:
+                records = _records(spec, world, window_start, until, dirt_rate, as_of, since if resend else None, truth)
+                rows = _record_rows(target, with_faults(spec, records, kinds), kinds, raw_ids, batch, progress)
+            written = write_batch(conn, target, rows)
+            truth.store(conn)
         if audit_run_id is not None:
             details = {"sync_id": sync_id, "rows": written, "source": "simulator", "backfill": backfill}
             details["faults"] = sorted(kinds)
@@ -374,6 +337,125 @@ def run_sync(
                 (spec.key, audit_run_id, Jsonb(result.stored())),
             )
     return result
+
+
+PROGRESS_EVERY = 2000
+
+
+class RawIds:
+    """Airbyte's ``_airbyte_raw_id`` per row: random UUIDs, reproducible per stream and sync."""
+
+    def __init__(self, world: World, stream: str, sync: tuple[object, ...]) -> None:
+        self._draws = world.draws
+        self._purpose = (stream, "raw_ids", *sync)
+        self._issued = 0
+        self._spare: list[str] = []
+
+    def take(self, n: int) -> list[str]:
+        rows = np.arange(self._issued, self._issued + n, dtype=np.int64)
+        self._issued += n
+        return uuid4_texts(self._draws.bits(rows, *self._purpose, j=0), self._draws.bits(rows, *self._purpose, j=1))
+
+    def next(self) -> str:
+        if not self._spare:
+            self._spare = self.take(PROGRESS_EVERY)[::-1]
+        return self._spare.pop()
+
+
+class Truth:
+    """The ground truth of who is who (``crm_simulator.identity``), spooled to disk while the batch streams."""
+
+    def __init__(self, spec: StreamSpec, world: World, kind: str | None) -> None:
+        self.spec, self.world, self.kind = spec, world, kind
+        self._file: Any = None
+
+    def __enter__(self) -> Truth:
+        self._file = tempfile.TemporaryFile("w+")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def add(self, index: np.ndarray, source_ids: list[Any]) -> None:
+        if self.kind is None:
+            return
+        entity = self.world.people(index) if self.kind == "contact" else index
+        prefix = f"{self.spec.source}\t{self.spec.stream}\t"
+        self._file.write(
+            "".join(f"{prefix}{i}\t{self.kind}\t{e}\n" for i, e in zip(source_ids, entity.tolist(), strict=True))
+        )
+
+    def store(self, conn: psycopg.Connection) -> None:
+        if self.kind is not None:
+            _store_identity(conn, self._file, self.spec.source, self.spec.stream)
+
+
+def _block_rows(
+    target: StreamSpec,
+    blocks: Iterator[Block],
+    raw_ids: RawIds,
+    batch: SyncBatch,
+    truth: Truth,
+    progress: Callable[[int], None] | None,
+) -> Iterator[CopyText]:
+    """COPY text straight from the generator's blocks: the first sync's path, where speed matters."""
+    columns = list(target.columns)
+    meta = json.dumps({"sync_id": batch.sync_id, "changes": []})
+    shared = [batch.extracted_at.isoformat(), meta, str(batch.generation_id)]
+    key = target.primary_key[0]
+    for block in blocks:
+        n = len(block)
+        truth.add(block.index, text_form(block.columns[key]))
+        yield CopyText(n, block.copy_text(columns, [raw_ids.take(n), *shared]))
+        if progress is not None:
+            progress(n)
+
+
+def _records(
+    spec: StreamSpec,
+    world: World,
+    start: datetime | None,
+    until: datetime,
+    dirt_rate: float,
+    as_of: datetime | None,
+    resend_from: datetime | None,
+    truth: Truth,
+) -> Iterator[dict[str, Any]]:
+    """Record by record: the path of faulted batches, and of the inclusive-cursor resend of an append stream."""
+    generate = SOURCES[spec.source].changed_records
+    key = spec.primary_key[0]
+    in_window: set[Any] = set()
+    for index, record in generate(world, spec.stream, start, until, dirt_rate, as_of=as_of):
+        truth.add(np.array([index], dtype=np.int64), [record[key]])
+        if resend_from is not None:
+            in_window.add(record[key])
+        yield record
+    if resend_from is not None:
+        # Airbyte's inclusive cursor: records still at the previous sync's last cursor value are read again,
+        # unchanged (exact duplicates); records changed since come only in the window.
+        for _, record in generate(world, spec.stream, resend_from - timedelta(seconds=1), resend_from, dirt_rate):
+            if record[key] not in in_window:
+                yield record
+
+
+def _record_rows(
+    target: StreamSpec,
+    records: Iterator[dict[str, Any]],
+    kinds: set[str],
+    raw_ids: RawIds,
+    batch: SyncBatch,
+    progress: Callable[[int], None] | None,
+) -> Iterator[tuple[Any, ...]]:
+    naive = "naive_timestamps" in kinds and target.cursor_field
+    n = 0
+    for n, record in enumerate(records, start=1):
+        if progress is not None and n % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
+        if naive and isinstance(record.get(target.cursor_field), datetime):  # type: ignore[arg-type]
+            record[target.cursor_field] = record[target.cursor_field].replace(tzinfo=None)  # type: ignore[index]
+        yield encode_row(target, record, raw_ids.next(), batch)
+    if progress is not None:
+        progress(n % PROGRESS_EVERY)
 
 
 def _loaded_by_run(conn: psycopg.Connection, spec: StreamSpec, run_id: str) -> SyncResult | None:
@@ -405,14 +487,22 @@ def _backfill_end(spec: StreamSpec, window: tuple[datetime, datetime], synced_un
     return end
 
 
-def _store_identity(conn: psycopg.Connection, truth: Any) -> None:
+def _store_identity(conn: psycopg.Connection, truth: Any, source: str, stream: str) -> None:
+    """Add the batch's ground truth. A stream's first sync COPYs straight in (its ids are new and unique); later
+    syncs deliver ids already known, so they merge through a staging table."""
     truth.seek(0)
-    conn.execute("create temp table _identity (like crm_simulator.identity) on commit drop")
-    with conn.cursor() as cur, cur.copy("copy _identity from stdin") as copy:
+    known = conn.execute(
+        "select exists (select from crm_simulator.identity where source = %s and stream = %s)", (source, stream)
+    ).fetchone()
+    target = "_identity" if known and known[0] else "crm_simulator.identity"
+    if target == "_identity":
+        conn.execute("create temp table _identity (like crm_simulator.identity) on commit drop")
+    with conn.cursor() as cur, cur.copy(f"copy {target} from stdin") as copy:
         while chunk := truth.read(1 << 20):
             copy.write(chunk)
-    conn.execute("insert into crm_simulator.identity select * from _identity on conflict do nothing")
-    conn.execute("drop table _identity")
+    if target == "_identity":
+        conn.execute("insert into crm_simulator.identity select * from _identity on conflict do nothing")
+        conn.execute("drop table _identity")
 
 
 def parse_faults(text: str | None) -> tuple[Fault, ...]:
