@@ -2,13 +2,13 @@
 
 The generators render records a block at a time as arrays, one per column, typed by numpy dtype:
 
-* ``object``: text or None; JSON text for the columns named in ``json``;
+* ``object`` (or a plain list): text or None; JSON text for the columns named in ``json``;
 * ``bool``; ``float64`` (NaN is null); ``int64`` (``INT_NULL`` is null);
 * ``datetime64[ms]``: a timestamp with time zone, UTC; ``datetime64[D]``: a date (NaT is null).
 
-A first sync turns a block straight into PostgreSQL's COPY text format, a column at a time, with no Python object
-per value for most columns: that is what lets the simulator load at a rate comparable to a bare COPY. Tests, faults
-and small windows use ``records``: the same values as Python objects, as the destination would read them back.
+A sync turns each block straight into PostgreSQL's COPY text format, a column at a time, without a dict, a tuple
+or psycopg's encoding per row: that is what lets the simulator load at a rate comparable to a bare COPY. Tests,
+faulted batches and resends use ``records``: the same values as Python objects, as the destination reads them.
 """
 
 from __future__ import annotations
@@ -243,15 +243,6 @@ def ms(values: Ints) -> np.ndarray:
 def days(values: Ints) -> np.ndarray:
     """POSIX milliseconds as a date column (UTC)."""
     return values.astype("datetime64[ms]").astype("datetime64[D]")
-
-
-def json_array(items: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
-    """One-item JSON arrays of the given literals (already JSON: the simulator's text has no quotes, backslashes
-    or control characters to escape), or ``[]`` where ``present`` is false."""
-    out = "[" + items + "]"
-    if present is not None:
-        out = np.where(present, out, "[]")
-    return out.astype(object)
 
 
 def uuid4_texts(bits_high: np.ndarray, bits_low: np.ndarray) -> list[str]:

@@ -308,9 +308,6 @@ class World:
                 return person
             person = np.where(moving, into, person)
 
-    def person_of(self, index: int) -> int:
-        return int(self.people(np.array([index], dtype=np.int64))[0])
-
     def merges(self, until: int) -> MergeTable:
         """The merge table of the contacts that exist by ``until`` (ms)."""
         return self._merge_table(int(self.counts("contact", np.array([until], dtype=np.int64))[0]))
