@@ -22,22 +22,22 @@ CAUSES = {
     "P3": "One more sync of every stream changes data under every model, so the changed-only run rebuilds nearly all "
     "of them, and both runs pay the same per-task orchestration cost (P1); incremental models save their share of "
     "the work only, which at small scale is a small part of the run.",
-    "P2": "Each simulated record is built in Python (profiles, lives, dirt, JSON encoding), which costs tens of times "
-    "what PostgreSQL spends parsing the same row from COPY text; the write path itself (COPY through psycopg 3, "
-    "upsert for deduped streams) is a small share. Closing the gap needs record generation outside per-row Python "
-    "(vectorised or pre-rendered), issue #3.",
+    "P2": "The simulator renders 10,000 rows at a time, column by column, into COPY text, and PostgreSQL parses one "
+    "block while the next renders; below target, the rendering no longer keeps pace with the parse. Profile "
+    "`_block_rows` at M: a column rendered per value in Python, or a numpy conversion that is slow per value "
+    "(`datetime_as_string`, `astype(str)`), is where it went before (docs/performance.md).",
     "P4": "The bag's own cost is the imports (Airflow's SDK, Cosmos, the providers) and Cosmos rendering the four "
     "layer groups from the manifest. Two things made it slow before (docs/performance.md): a venv without compiled "
     "bytecode, which makes every parse compile its imports when PYTHONDONTWRITEBYTECODE is set, and a plugin that "
     "imports heavy modules at import time. Check those first.",
     "P5m": "A gate's memory follows its batch again: something in GX materialises rows in Python (see "
     "docs/performance.md for the query-asset case that caused it before).",
-    "P6": "The pass is the sum of its stages (the note above). At L the load is most of it: the simulator builds every "
-    "record in Python (P2's gap), about 100 µs a row over some 13 million rows. The transform is the next share; "
-    "the gates are small. Meeting 15 minutes needs the simulator's generation out of per-row Python first (issue #3).",
-    "P6m": "The pass held more than the target at its peak. The known large holders are the simulator's caches of "
-    "entity lives during the load (up to 300,000 per stream) and each task process's imports during the transform; "
-    "a peak per stage would say which.",
+    "P6": "The pass is the sum of its stages (the note above). The load runs at about a bare COPY's pace (P2), so "
+    "its share is PostgreSQL's own parsing and indexing of some 13 million rows at L; the transform pays P1's "
+    "per-task cost on top of dbt's work, and the gates are small.",
+    "P6m": "The pass held more than the target at its peak. The known large holders are the simulator's block in "
+    "flight during the load (10,000 rows, with its text and the merge table of the contacts) and each task "
+    "process's imports during the transform; a peak per stage would say which.",
     "P5": "Gate time is noisy here (17 s and 26 s in two runs at M before the batch-view change).",
 }
 
