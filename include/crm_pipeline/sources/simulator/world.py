@@ -28,6 +28,7 @@ HISTORY_DAYS = 365
 DAY_MS = 86_400_000
 NEVER = np.iinfo(np.int64).max  # an archival or merge that does not happen
 MIN_INTERVAL_MS = 60_000
+INTERVAL_SIGMA = 0.8
 
 Scale = Literal["XS", "S", "M", "L"]
 
@@ -74,7 +75,8 @@ GROWTH_PER_DAY = {
     "engagement": 0.01,
     "task": 0.01,
 }
-# Mean days between updates; each entity's own interval is drawn between half and one and a half of it.
+# Mean days between updates. Each entity's own interval is log-normal around it (INTERVAL_SIGMA), so that the
+# kind's update rate is 1 / mean while some entities go quiet for months.
 MEAN_DAYS_BETWEEN_UPDATES = {
     "company": 60.0,
     "contact": 30.0,
@@ -272,8 +274,12 @@ class World:
             per_day = base * GROWTH_PER_DAY[kind]
             grown = EPOCH_MS + np.floor((index - base + u) / per_day * DAY_MS).astype(np.int64)
             created = np.where(index < base, created, grown)
+        # Log-normal intervals: most entities change about as often as their kind does, some far less (a deal
+        # nobody has touched for months). exp(sigma^2 / 2) keeps the mean update rate at 1 / mean.
         mean = MEAN_DAYS_BETWEEN_UPDATES[kind] * DAY_MS
-        interval = np.floor(mean * (0.5 + draws.uniform(index, kind, "interval"))).astype(np.int64)
+        # Clipped to 0.1..20 times the mean: an opportunity's history row ids number its versions below 1,000.
+        spread = np.clip(draws.lognormal(index, INTERVAL_SIGMA**2 / 2, INTERVAL_SIGMA, kind, "interval"), 0.1, 20)
+        interval = np.floor(mean * spread).astype(np.int64)
         interval = np.maximum(interval, MIN_INTERVAL_MS)
         archived = np.full(len(index), NEVER, dtype=np.int64)
         if ARCHIVE_SHARE[kind]:
