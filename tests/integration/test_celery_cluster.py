@@ -8,7 +8,8 @@ metadata DB and warehouse on the cluster's own embedded PostgreSQL, which a test
    retries: a worker killed (its whole process tree, SIGKILL) while a sync copies rows; PostgreSQL restarted
    while a sync copies rows (the scheduler exits, and its supervisor starts it again); the scheduler killed
    mid-run; a worker killed while a dbt task runs. Killed workers are started again by `make cluster-up`. The
-   marts then equal the clean pass's, no sync landed twice and the marts were published whole;
+   marts then equal the clean pass's, no sync landed twice and the marts were published whole. To strike a COPY
+   in progress, the test holds the sync's raw table in SHARE mode, so the COPY waits until the fault is done;
 3. a 30-day backfill of the daily extract, 4 runs at a time, with a transform holding raw in the middle of it:
    every run succeeds, nothing deadlocks, no batch lands twice, no history delivered again changes a mart, and
    no pool ever ran more tasks than its slots;
@@ -29,6 +30,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,10 @@ from crm_pipeline.local_airflow.cluster import read_settings, worker_name
 from crm_pipeline.local_airflow.processes import ProcessSet, _start_time, kill_tree, process_tree
 from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, extract_dag_id, pipeline_dag_ids
 from crm_pipeline.paths import PROJECT_DIR
+from crm_pipeline.sources.raw_tables import prepare_raw_table, table_ident
+from crm_pipeline.warehouse.ddl import ensure_schema
 from crm_pipeline.warehouse.embedded import EmbeddedWarehouse
+from crm_pipeline.warehouse.roles import LOADER
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SCALE = "S"  # at XS a day of history is often empty, which a daily stream's volume rule stops
@@ -122,12 +127,13 @@ class Cluster:
                 return name
         return None
 
-    def copying(self) -> list[int]:
-        """Client ports of the warehouse sessions that are copying rows into a raw table right now."""
+    def copying(self, table: str) -> list[int]:
+        """Client ports of the warehouse sessions that are copying rows into ``table`` (``"schema"."name"``) now."""
         with psycopg.connect(self.url("postgres")) as conn:
             rows = conn.execute(
                 "select client_port from pg_stat_activity where datname = 'crm' and state = 'active'"
-                " and query ilike 'copy %raw\\_%'"
+                " and starts_with(query, %s)",
+                (f"copy {table} ",),
             ).fetchall()
         return [port for (port,) in rows if port]
 
@@ -203,18 +209,20 @@ def test_after_faults_and_retries_the_marts_equal_the_clean_pass(cluster: Cluste
     killed: list[tuple[str, str, str, int]] = []
 
     # 1. A worker dies (SIGKILL to its whole tree) while one of its syncs copies rows.
-    run_id = cluster.trigger(DAILY)
-    _, worker = _wait_for_copy(cluster, DAILY, run_id)
-    killed += _tasks_of(cluster, DAILY, run_id, worker)
-    cluster.kill(worker)
+    with _copy_held(cluster, "hubspot.companies"):
+        run_id = cluster.trigger(DAILY)
+        _, worker = _wait_for_copy(cluster, DAILY, run_id, "hubspot.companies")
+        killed += _tasks_of(cluster, DAILY, run_id, worker)
+        cluster.kill(worker)
     assert _started_again(cluster.restart_missing()) == [worker]
     assert cluster.finish(DAILY, run_id) == "success", _states(cluster, DAILY, run_id)
 
     # 2. PostgreSQL restarts (fast: every session cut) while a sync copies rows.
-    run_id = cluster.trigger(EVERY_6H)
-    copier, _ = _wait_for_copy(cluster, EVERY_6H, run_id)
-    cut = _task_holding(cluster, EVERY_6H, run_id, copier)
-    cluster.crm("warehouse", "restart")
+    with _copy_held(cluster, "hubspot.contacts"):
+        run_id = cluster.trigger(EVERY_6H)
+        copier, _ = _wait_for_copy(cluster, EVERY_6H, run_id, "hubspot.contacts")
+        cut = _task_holding(cluster, EVERY_6H, run_id, copier)
+        cluster.crm("warehouse", "restart")
     killed.append(cut)
     assert cluster.finish(EVERY_6H, run_id) == "success", _states(cluster, EVERY_6H, run_id)
 
@@ -403,12 +411,37 @@ def _new_warehouse_database(cluster: Cluster) -> None:
     cluster.crm("warehouse", "grants")
 
 
-def _wait_for_copy(cluster: Cluster, dag_id: str, run_id: str) -> tuple[int, str]:
-    """Wait until a sync of the run copies rows into its raw table; (the process copying, the worker it runs on)."""
+@contextmanager
+def _copy_held(cluster: Cluster, stream: str) -> Iterator[None]:
+    """Hold ``stream``'s raw table in SHARE mode, so that a sync's COPY into it waits, active, until the block
+    ends: the faults strike a COPY in progress however fast the simulator renders (a whole first sync of a stream
+    at scale S takes well under a second, too short to catch by polling)."""
+    spec = default_catalogue().get(stream)
+    conn = psycopg.connect(cluster.warehouse, autocommit=True)
+    try:
+        # The schema as the owner makes it, the table as the sync would: by the loader, which must own it.
+        ensure_schema(conn, spec.raw_schema)
+        conn.execute(sql.SQL("set role {}").format(sql.Identifier(LOADER.name)))
+        prepare_raw_table(conn, spec)
+        conn.execute("reset role")
+        conn.autocommit = False
+        conn.execute(sql.SQL("lock table {} in share mode").format(table_ident(spec)))
+        yield
+    finally:
+        with suppress(psycopg.Error):  # a warehouse restart has cut this session already
+            conn.rollback()
+        conn.close()
+
+
+def _wait_for_copy(cluster: Cluster, dag_id: str, run_id: str, stream: str) -> tuple[int, str]:
+    """Wait until the run's sync of ``stream`` copies rows into its raw table; (the process copying, the worker it
+    runs on)."""
     found: list[tuple[int, str]] = []
+    spec = default_catalogue().get(stream)
+    table = f'"{spec.raw_schema}"."{spec.stream}"'
 
     def copying() -> bool:
-        for port in cluster.copying():
+        for port in cluster.copying(table):
             pid = _process_with_local_port(port)
             if pid is not None and (worker := cluster.worker_running(pid)) is not None:
                 found.append((pid, worker))
