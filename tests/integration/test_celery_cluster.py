@@ -243,8 +243,10 @@ def test_after_faults_and_retries_the_marts_equal_the_clean_pass(cluster: Cluste
     wait(lambda: _dbt_task_on_a_worker(cluster, run_id), 600, "a running dbt task", every=0.5)
     worker = _dbt_task_on_a_worker(cluster, run_id)
     assert worker is not None
-    killed += _tasks_of(cluster, TRANSFORM_DAG_ID, run_id, worker)
+    running = _tasks_of(cluster, TRANSFORM_DAG_ID, run_id, worker)
     cluster.kill(worker)
+    # A dbt task that reported success between the look and the kill was not cut short, and is not retried.
+    killed += _not_finished_in_try(cluster, running)
     assert _started_again(cluster.restart_missing()) == [worker]
     assert cluster.finish(TRANSFORM_DAG_ID, run_id, 1200) == "success", _states(cluster, TRANSFORM_DAG_ID, run_id)
 
@@ -482,13 +484,31 @@ def _process_with_local_port(port: int) -> int | None:
     return None
 
 
-def _tasks_of(cluster: Cluster, dag_id: str, run_id: str, worker: str) -> list[tuple[str, str, str, int]]:
-    """The run's running task instances whose process belongs to ``worker``."""
+def _tasks_of(cluster: Cluster, dag_id: str, run_id: str, worker: str) -> list[tuple[str, str, str, int, int]]:
+    """The run's running task instances whose process belongs to ``worker``, with the try each runs."""
     return [
-        (dag_id, run_id, task_id, index)
-        for task_id, index, _, pid in cluster.running(dag_id, run_id)
+        (dag_id, run_id, task_id, index, try_number)
+        for task_id, index, try_number, pid in cluster.running(dag_id, run_id)
         if pid is not None and cluster.worker_running(pid) == worker
     ]
+
+
+def _not_finished_in_try(
+    cluster: Cluster, tries: list[tuple[str, str, str, int, int]]
+) -> list[tuple[str, str, str, int]]:
+    """The task instances of ``tries`` that have not succeeded in the try they were seen running."""
+    cut = []
+    with psycopg.connect(cluster.metadata) as conn:
+        for dag_id, run_id, task_id, index, try_number in tries:
+            state, now_try = conn.execute(
+                "select state, try_number from task_instance where dag_id = %s and run_id = %s and task_id = %s"
+                " and map_index = %s",
+                (dag_id, run_id, task_id, index),
+            ).fetchone()  # type: ignore[misc]
+            if (state, now_try) != ("success", try_number):
+                cut.append((dag_id, run_id, task_id, index))
+    assert cut, f"every task seen running finished before the kill: {tries}"
+    return cut
 
 
 def _dbt_task_on_a_worker(cluster: Cluster, run_id: str) -> str | None:
