@@ -77,3 +77,40 @@ def test_the_gate_sees_only_the_querys_rows_and_leaves_nothing_behind(people: Wa
         conn.execute("drop table people")
         views = conn.execute("select count(*) from pg_class where relname = 'gate_batch'").fetchone()
     assert views == (0,)
+
+
+def test_samples_come_only_for_the_rules_that_failed_on_values(people: WarehouseUrl) -> None:
+    """The first pass counts; the second fetches failing values of the rules that failed, and only theirs."""
+    report = run_checkpoint(
+        people,
+        "people",
+        "select * from people",
+        [
+            _rule("email_format", "ExpectColumnValuesToMatchRegex", column="email", regex=r"^[^@]+@[^@]+$"),
+            _rule("ids_below_9", "ExpectColumnValuesToBeBetween", column="id", max_value=9),
+            _rule("id_not_null", "ExpectColumnValuesToNotBeNull", column="id"),
+        ],
+    )
+    outcomes = {o.name: o for o in report.outcomes}
+    assert (outcomes["email_format"].unexpected_count, outcomes["email_format"].sample) == (1, ["not-an-email"])
+    assert (outcomes["ids_below_9"].success, outcomes["ids_below_9"].sample) == (True, [])
+    assert outcomes["id_not_null"].sample == [None]
+    assert [o.name for o in report.outcomes] == ["email_format", "ids_below_9", "id_not_null"], "the rules' order"
+    validated = [item["expectation_config"]["meta"]["rule"] for item in report.validation["results"]]  # type: ignore[index]
+    assert validated == ["email_format", "ids_below_9", "id_not_null"], "one result per rule, samples merged in"
+
+
+def test_an_unexpected_rows_rule_counts_the_rows_its_query_finds(people: WarehouseUrl) -> None:
+    orphans = "select id from {batch} where id > 1"  # GX aliases a batch that no join names
+    report = run_checkpoint(
+        people,
+        "people",
+        "select * from people",
+        [
+            _rule("no_big_ids", "ExpectNoUnexpectedRows", unexpected_rows_query=orphans),
+            _rule("no_negative_ids", "ExpectNoUnexpectedRows", unexpected_rows_query=orphans.replace("> 1", "< 0")),
+        ],
+    )
+    outcomes = {o.name: o for o in report.outcomes}
+    assert (outcomes["no_big_ids"].success, outcomes["no_big_ids"].observed) == (False, 1)
+    assert (outcomes["no_negative_ids"].success, outcomes["no_negative_ids"].observed) == (True, 0)

@@ -42,7 +42,7 @@ def test_row_rules_carry_the_query_that_selects_their_failing_rows_and_batch_rul
 def test_a_foreign_key_is_checked_in_sql_by_an_unexpected_rows_expectation() -> None:
     spec = default_catalogue().get("salesforce.Contact")
     (fk,) = [r for r in raw_rules(spec, datetime.now(UTC)) if r.rule == "foreign_key"]
-    assert fk.expectation == "UnexpectedRowsExpectation"
+    assert fk.expectation == "ExpectNoUnexpectedRows"
     assert fk.kwargs["unexpected_rows_query"] == fk.failing_rows
     assert 'left join "raw_salesforce"."Account" as parent' in fk.failing_rows  # type: ignore[operator]
     assert fk.reason == "AccountId does not resolve to a salesforce.Account record"

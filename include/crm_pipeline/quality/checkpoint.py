@@ -93,7 +93,11 @@ def quiet_gx() -> None:
 
 
 def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rule]) -> GateReport:
-    """Validate the rows ``query`` selects against ``rules`` with an ephemeral GX context."""
+    """Validate the rows ``query`` selects against ``rules`` with an ephemeral GX context.
+
+    Two passes, so the common case pays for counts only: the first counts every rule's unexpected rows and fetches
+    no sample values (GX's sample query of a uniqueness rule repeats its whole window over the batch), the second
+    runs only the rules that failed with unexpected rows, to fetch a few of their values for the report."""
     quiet_gx()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -104,56 +108,75 @@ def run_checkpoint(url: WarehouseUrl, gate: str, query: str, rules: Sequence[Rul
     engines = (source.get_engine(), source.get_execution_engine().engine)  # GX tests on one, validates on the other
     for engine in engines:
         _with_batch_view(engine, query)
+    by_name = {rule.name: rule for rule in rules}
     try:
-        result = _checkpoint(context, source, gate, rules).run()
+        validation = _validate(context, source, gate, rules, sample_size=0)
+        failed = [by_name[_rule_of(item)] for item in validation.get("results", []) if _has_unexpected_rows(item)]
+        if failed:
+            sampled = _validate(context, source, f"{gate}__samples", failed, sample_size=SAMPLE_SIZE)
+            with_samples = {_rule_of(item): item for item in sampled.get("results", [])}
+            validation["results"] = [with_samples.get(_rule_of(item), item) for item in validation["results"]]
     finally:
         for engine in engines:
             engine.dispose()  # closes the sessions, and their temporary views with them, before the loader's next sync
-    by_name = {rule.name: rule for rule in rules}
+    validation = _redacted(validation, by_name)
     outcomes = []
-    validation_json: dict[str, Any] | None = None
-    for run_result in result.run_results.values():
-        validation_json = _redacted(run_result.to_json_dict(), by_name)
-        for item in run_result.results:
-            name = item.expectation_config.meta["rule"]
-            rule = by_name[name]
-            details = item.result or {}
-            error = _raised(item.exception_info)
-            sample = list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
-            outcomes.append(
-                RuleOutcome(
-                    name=name,
-                    rule=rule.rule,
-                    column=rule.column,
-                    severity=rule.severity,
-                    # A rule that could not run (a column gone, a type changed) has failed: it proved nothing.
-                    success=bool(item.success) and error is None,
-                    unexpected_count=details.get("unexpected_count"),
-                    element_count=details.get("element_count"),
-                    sample=[REDACTED] * len(sample) if rule.pii else sample,
-                    observed=f"could not run: {error}" if error is not None else details.get("observed_value"),
-                )
+    for item in validation.get("results", []):
+        rule = by_name[_rule_of(item)]
+        details = item.get("result") or {}
+        error = _raised(item.get("exception_info"))
+        outcomes.append(
+            RuleOutcome(
+                name=rule.name,
+                rule=rule.rule,
+                column=rule.column,
+                severity=rule.severity,
+                # A rule that could not run (a column gone, a type changed) has failed: it proved nothing.
+                success=bool(item.get("success")) and error is None,
+                unexpected_count=details.get("unexpected_count"),
+                element_count=details.get("element_count"),
+                sample=list(details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
+                observed=f"could not run: {error}" if error is not None else details.get("observed_value"),
             )
-    return GateReport(gate=gate, target=query, outcomes=tuple(outcomes), validation=validation_json)
+        )
+    return GateReport(gate=gate, target=query, outcomes=tuple(outcomes), validation=validation)
 
 
-def _checkpoint(context: Any, source: Any, gate: str, rules: Sequence[Rule]) -> Any:
+def _rule_of(item: dict[str, Any]) -> str:
+    return str(item["expectation_config"]["meta"]["rule"])
+
+
+def _has_unexpected_rows(item: dict[str, Any]) -> bool:
+    """A column rule that failed on values, so that it has samples to show (not one that could not run)."""
+    details = item.get("result") or {}
+    return not item.get("success") and bool(details.get("unexpected_count")) and "partial_unexpected_list" in details
+
+
+def _validate(context: Any, source: Any, gate: str, rules: Sequence[Rule], *, sample_size: int) -> dict[str, Any]:
+    """GX's validation result of ``rules`` over the batch view, as JSON, with up to ``sample_size`` failing values
+    per column rule."""
+    result = _checkpoint(context, source, gate, rules, sample_size).run()
+    (run_result,) = result.run_results.values()
+    return dict(run_result.to_json_dict())
+
+
+def _checkpoint(context: Any, source: Any, gate: str, rules: Sequence[Rule], sample_size: int) -> Any:
     """A checkpoint of one suite (the rules) over the batch view."""
     import great_expectations as gx
-    import great_expectations.expectations as gxe
+
+    from crm_pipeline.quality.gx_expectations import expectation_class
 
     asset = source.add_table_asset(name=gate, table_name=BATCH_VIEW)
     batch = asset.add_batch_definition_whole_table("batch")
     suite = context.suites.add(gx.ExpectationSuite(name=gate))
     for rule in rules:
-        expectation_class = getattr(gxe, rule.expectation)
-        suite.add_expectation(expectation_class(**rule.kwargs, meta={"rule": rule.name}))
+        suite.add_expectation(expectation_class(rule.expectation)(**rule.kwargs, meta={"rule": rule.name}))
     validation = context.validation_definitions.add(gx.ValidationDefinition(name=gate, data=batch, suite=suite))
     return context.checkpoints.add(
         gx.Checkpoint(
             name=gate,
             validation_definitions=[validation],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": sample_size},
         )
     )
 

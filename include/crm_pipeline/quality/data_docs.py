@@ -39,6 +39,8 @@ def build_data_docs(conn: psycopg.Connection, project_dir: Path = GX_DIR) -> Pat
         ValidationResultIdentifier,
     )
 
+    import crm_pipeline.quality.gx_expectations  # noqa: F401  (registers ours, so results naming them render)
+
     shutil.rmtree(project_dir, ignore_errors=True)  # a view of the warehouse: rebuilt whole every time
     project_dir.mkdir(parents=True)
     context = gx.get_context(mode="file", project_root_dir=project_dir)

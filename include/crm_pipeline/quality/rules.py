@@ -117,7 +117,7 @@ def raw_rules(spec: StreamSpec, now: datetime) -> list[Rule]:
             "contract_column_types",
             None,
             "error",
-            "UnexpectedRowsExpectation",
+            "ExpectNoUnexpectedRows",
             {"unexpected_rows_query": _mistyped_columns_query(spec)},
         )
     )
@@ -186,8 +186,9 @@ def _check_expectation(spec: StreamSpec, check: Check) -> tuple[str, dict[str, A
     if check.rule == "accepted_values":
         return "ExpectColumnValuesToBeInSet", {"column": check.column, "value_set": list(check.values)}
     if check.rule == "foreign_key":
-        # GX has no cross-table expectation; its unexpected-rows expectation runs our query over the batch.
-        return "UnexpectedRowsExpectation", {"unexpected_rows_query": _check_failing_rows(spec, check)[0]}
+        # GX has no cross-table expectation; an unexpected-rows expectation (gx_expectations.py) counts what our
+        # query finds in the batch.
+        return "ExpectNoUnexpectedRows", {"unexpected_rows_query": _check_failing_rows(spec, check)[0]}
     return "ExpectColumnValuesToNotBeNull", {"column": check.column}
 
 
