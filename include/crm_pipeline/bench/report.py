@@ -38,7 +38,9 @@ CAUSES = {
     "P6m": "The pass held more than the target at its peak. The known large holders are the simulator's block in "
     "flight during the load (10,000 rows, with its text and the merge table of the contacts) and each task "
     "process's imports during the transform; a peak per stage would say which.",
-    "P5": "Gate time is noisy here (17 s and 26 s in two runs at M before the batch-view change).",
+    "P5": "The load runs at a bare COPY's pace, so the gates' fixed cost weighs more: each gate builds a GX context "
+    "and runs one query per rule. The checkpoint counts first and samples only failed rules, and the count-only "
+    "expectation does not fetch rows (docs/performance.md); a batch that fails rules pays for their samples.",
 }
 
 
