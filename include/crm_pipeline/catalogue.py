@@ -24,6 +24,8 @@ from crm_pipeline.paths import CATALOGUE_FILE
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _INTERVAL = re.compile(r"^(\d+)\s*(m|h|d)$")
 _CRON_FIELD = re.compile(r"^[\d*/,\-]+$")
+# Longer than any sensible sync cadence, short enough that the arithmetic on it cannot overflow.
+MAX_INTERVAL = timedelta(days=366)
 
 SourceSystem = Literal["hubspot", "salesforce"]
 SyncMode = Literal["full_refresh_overwrite", "incremental_append", "incremental_append_deduped"]
@@ -130,47 +132,80 @@ class StreamSpec(BaseModel):
 
 
 def parse_frequency(value: str) -> str | timedelta:
-    """A five-field cron expression (kept as text for Airflow) or an interval like ``30m``, ``6h``, ``1d``."""
+    """A five-field cron expression (kept as text for Airflow) or an interval like ``30m``, ``6h``, ``1d``.
+
+    Both are checked all the way here, so a value that would only fail later (croniter when the DAG is built, a
+    timedelta overflow) is refused by the catalogue with the stream and field named: ``61 * * * *``, ``*/0 * * * *``,
+    ``0 0 30 2 *`` (a day that never comes), ``400d``.
+    """
     text = value.strip()
     match = _INTERVAL.match(text)
     if match:
         amount, unit = int(match.group(1)), match.group(2)
         if amount <= 0:
             raise ValueError(f"interval must be positive, got {value!r}")
-        return timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+        minutes = amount * {"m": 1, "h": 60, "d": 24 * 60}[unit]
+        if minutes > MAX_INTERVAL // timedelta(minutes=1):  # checked before timedelta() can overflow
+            raise ValueError(f"interval must be at most {MAX_INTERVAL.days} days, got {value!r}")
+        return timedelta(minutes=minutes)
     fields = text.split()
     if len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields):
-        return text
+        cron = " ".join(fields)
+        _cron_widest_gap(cron)  # raises ValueError for a cron expression that croniter refuses or that never fires
+        return cron
     raise ValueError(f"must be a 5-field cron expression or an interval like '6h', got {value!r}")
+
+
+def _cron_widest_gap(cron: str) -> timedelta:
+    """The widest gap between two runs of a cron expression in a week of runs (what freshness is judged against),
+    refusing one that croniter cannot read or that runs less than once in ``MAX_INTERVAL``."""
+    from croniter import CroniterError, croniter  # Airflow's own dependency; only needed for cron frequencies
+
+    try:
+        fires = croniter(cron, datetime(2026, 1, 5, tzinfo=UTC))  # from a Monday
+        first = previous = fires.get_next(datetime)
+        widest = timedelta(0)
+        while previous <= first + timedelta(weeks=1):
+            current = fires.get_next(datetime)
+            widest, previous = max(widest, current - previous), current
+            if previous > first + MAX_INTERVAL:
+                raise ValueError(f"cron expression {cron!r} runs less often than every {MAX_INTERVAL.days} days")
+    except CroniterError as exc:  # croniter's errors are ValueErrors, but say which value and why in one line
+        raise ValueError(f"not a cron expression croniter accepts: {cron!r} ({exc})") from None
+    return widest
 
 
 def frequency_interval(value: str) -> timedelta:
     frequency = parse_frequency(value)
     if isinstance(frequency, timedelta):
         return frequency
-    from croniter import croniter  # Airflow's own dependency; only needed for cron frequencies
+    return _cron_widest_gap(frequency)
 
-    fires = croniter(frequency, datetime(2026, 1, 5, tzinfo=UTC))  # from a Monday, one week of runs
-    first = previous = fires.get_next(datetime)
-    widest = timedelta(0)
-    while previous <= first + timedelta(weeks=1):
-        current = fires.get_next(datetime)
-        widest, previous = max(widest, current - previous), current
-    return widest
+
+# Lossless spelling of a cron field's punctuation in a DAG id: ``1-5`` and ``1,5`` must not share an extract DAG.
+_CRON_WORDS = {"*": "x", "-": "to", ",": "and", "/": "by"}
 
 
 def frequency_label(value: str) -> str:
     """A frequency as a name fit for a DAG id: ``1h`` → ``hourly``, ``6h`` → ``every_6h``, ``1d`` → ``daily``,
-    ``30m`` → ``every_30m``, a cron expression ``0 6 * * 1-5`` → ``cron_0_6_x_x_1_5``."""
+    ``30m`` → ``every_30m``, a cron expression ``0 6 * * 1-5`` → ``cron_0_6_x_x_1to5``.
+
+    The label is a function of the parsed frequency, so ``48h`` and ``2d`` (one schedule) get one DAG, and two
+    different schedules never get one: the streams of a DAG run on its first stream's schedule.
+    """
     frequency = parse_frequency(value)
     if isinstance(frequency, str):
-        fields = (re.sub(r"[^0-9A-Za-z]+", "_", f.replace("*", "x")).strip("_") for f in frequency.split())
+        fields = ("".join(_CRON_WORDS.get(char, char) for char in field) for field in frequency.split())
         return "cron_" + "_".join(fields)
     names = {timedelta(hours=1): "hourly", timedelta(days=1): "daily", timedelta(weeks=1): "weekly"}
     if frequency in names:
         return names[frequency]
-    amount, unit = value.strip()[:-1], value.strip()[-1]
-    return f"every_{int(amount)}{unit}"
+    minutes = int(frequency.total_seconds()) // 60
+    if minutes % (24 * 60) == 0:
+        return f"every_{minutes // (24 * 60)}d"
+    if minutes % 60 == 0:
+        return f"every_{minutes // 60}h"
+    return f"every_{minutes}m"
 
 
 def _cross_field_problems(spec: StreamSpec) -> Iterator[str]:
@@ -233,15 +268,43 @@ class Catalogue(BaseModel):
         return {cadence: tuple(specs) for cadence, specs in groups.items()}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key a mapping already has. The stock loader keeps the last one silently,
+    so a second ``streams:`` block, or a stream with ``frequency`` twice, would drop what came first unseen."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    """PyYAML's message spans lines (problem, then a quoted excerpt); keep the problem and its line and column."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(error).split())
+
+
 def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
     """Read and validate the whole catalogue; raise one :class:`CatalogueError` on the first bad entry."""
     name = path.name
     try:
-        document = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise CatalogueError(f"{path}: catalogue file not found") from None
+    except OSError as exc:
+        raise CatalogueError(f"{path}: catalogue file cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogueError(f"{name}: not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise CatalogueError(f"{name}: not valid YAML: {exc}") from None
+        raise CatalogueError(f"{name}: not valid YAML: {_one_line(exc)}") from None
     if not isinstance(document, dict) or not isinstance(document.get("streams"), list):
         raise CatalogueError(f"{name}: top level must be a mapping with a 'streams' list")
     defaults = document.get("defaults") or {}

@@ -57,6 +57,12 @@ def test_project_catalogue_loads_and_derives_names() -> None:
         ({"pii_columns": {"email": "hash"}}, "'pii_columns' must name the stream's columns, got 'email'"),
         ({"sync_mode": "mirror"}, "'sync_mode' Input should be"),
         ({"frequency": "every hour"}, "'frequency' Value error, must be a 5-field cron expression"),
+        ({"frequency": "61 * * * *"}, "'frequency' Value error, not a cron expression croniter accepts"),
+        ({"frequency": "*/0 * * * *"}, "'frequency' Value error, not a cron expression croniter accepts"),
+        ({"frequency": "0 0 30 2 *"}, "'frequency' Value error, not a cron expression croniter accepts"),
+        ({"frequency": "0 0 29 2 *"}, "'frequency' Value error, cron expression '0 0 29 2 *' runs less often"),
+        ({"frequency": "9999999999d"}, "'frequency' Value error, interval must be at most 366 days"),
+        ({"frequency": "0h"}, "'frequency' Value error, interval must be positive"),
         ({"colour": "blue"}, "'colour' is not a known field"),
         (
             {"expected_rows_per_sync": {"min": 5, "max": 1}},
@@ -122,13 +128,36 @@ def test_duplicate_stream_is_rejected(tmp_path: Path) -> None:
         load_catalogue(_write(tmp_path, _stream(), _stream()))
 
 
-def test_unreadable_files_are_named(tmp_path: Path) -> None:
-    with pytest.raises(CatalogueError, match="catalogue file not found"):
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"streams: [unclosed", r"^crm_streams\.yml: not valid YAML: expected ',' or ']'.* \(line 1, column 19\)$"),
+        (b"streams: []\nstreams: []\n", r"^crm_streams\.yml: not valid YAML: duplicate key 'streams' \(line 2,"),
+        (
+            b"streams:\n  - source: hubspot\n    frequency: 1h\n    frequency: 1d\n",
+            r"^crm_streams\.yml: not valid YAML: duplicate key 'frequency' \(line 4, column 5\)$",
+        ),
+        (b"streams: [caf\xe9]\n", r"^crm_streams\.yml: not UTF-8 text \(byte 13 cannot be decoded\)$"),
+        (b"", r"^crm_streams\.yml: top level must be a mapping with a 'streams' list$"),
+        (b"- a list\n", r"^crm_streams\.yml: top level must be a mapping with a 'streams' list$"),
+    ],
+    ids=["yaml-syntax", "duplicate-top-key", "duplicate-field", "not-utf8", "empty", "a-list"],
+)
+def test_an_unreadable_file_is_named_in_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+    """PyYAML keeps the last of two equal keys silently: a second ``streams:`` would drop every stream above it."""
+    path = tmp_path / "crm_streams.yml"
+    path.write_bytes(content)
+    with pytest.raises(CatalogueError, match=message) as refused:
+        load_catalogue(path)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_missing_or_unreadable_path_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CatalogueError, match=r"missing\.yml: catalogue file not found"):
         load_catalogue(tmp_path / "missing.yml")
-    broken = tmp_path / "crm_streams.yml"
-    broken.write_text("streams: [unclosed")
-    with pytest.raises(CatalogueError, match=r"crm_streams\.yml: not valid YAML"):
-        load_catalogue(broken)
+    (tmp_path / "folder.yml").mkdir()
+    with pytest.raises(CatalogueError, match=r"folder\.yml: catalogue file cannot be read: Is a directory"):
+        load_catalogue(tmp_path / "folder.yml")
 
 
 def test_full_refresh_needs_no_cursor(tmp_path: Path) -> None:
@@ -153,7 +182,17 @@ def test_missing_required_field_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("frequency", "label"),
-    [("1h", "hourly"), ("6h", "every_6h"), ("1d", "daily"), ("30m", "every_30m"), ("0 6 * * 1-5", "cron_0_6_x_x_1_5")],
+    [
+        ("1h", "hourly"),
+        ("6h", "every_6h"),
+        ("1d", "daily"),
+        ("30m", "every_30m"),
+        ("48h", "every_2d"),
+        ("120m", "every_2h"),
+        ("0 6 * * 1-5", "cron_0_6_x_x_1to5"),
+        ("0 6 * * 1,5", "cron_0_6_x_x_1and5"),
+        ("*/15 * * * *", "cron_xby15_x_x_x_x"),
+    ],
 )
 def test_a_frequency_names_its_extract_dag(frequency: str, label: str) -> None:
     assert frequency_label(frequency) == label
@@ -171,6 +210,26 @@ def test_streams_are_grouped_by_cadence_in_catalogue_order(tmp_path: Path) -> No
     )
     groups = {cadence: [s.stream for s in specs] for cadence, specs in catalogue.by_cadence().items()}
     assert groups == {"hourly": ["deals", "engagements"], "daily": ["companies"]}, "disabled streams are left out"
+
+
+def test_one_schedule_is_one_extract_dag_and_two_schedules_are_two(tmp_path: Path) -> None:
+    """A DAG runs on its first stream's schedule, so grouping is by the parsed frequency: ``48h`` and ``2d`` are
+    one DAG (one Airbyte job for their connection), and two cron expressions that differ only in punctuation are not."""
+    catalogue = load_catalogue(
+        _write(
+            tmp_path,
+            _stream(stream="deals", frequency="48h"),
+            _stream(stream="companies", frequency="2d"),
+            _stream(stream="owners", frequency="0 6 * * 1-5", airbyte_connection={"variable": "weekdays"}),
+            _stream(stream="contacts", frequency="0 6 * * 1,5", airbyte_connection={"variable": "mon_fri"}),
+        )
+    )
+    groups = {cadence: [s.stream for s in specs] for cadence, specs in catalogue.by_cadence().items()}
+    assert groups == {
+        "every_2d": ["deals", "companies"],
+        "cron_0_6_x_x_1to5": ["owners"],
+        "cron_0_6_x_x_1and5": ["contacts"],
+    }
 
 
 def test_one_airbyte_connection_has_one_cadence(tmp_path: Path) -> None:
