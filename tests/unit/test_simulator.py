@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.sources.simulator.hubspot import changed_records
+from crm_pipeline.sources.simulator.sync import next_window_end
 from crm_pipeline.sources.simulator.world import EPOCH, World
 
 
@@ -63,3 +65,15 @@ def test_deal_amounts_are_numbers_and_stages_known() -> None:
         "closedwon",
         "closedlost",
     }
+
+
+def test_the_simulated_clock_follows_a_cron_schedule() -> None:
+    """A sync's window ends where the stream's schedule next fires: an hourly cron brings an hour, a weekday cron
+    steps over the weekend (before, every cron stream advanced a day a sync)."""
+    deals = default_catalogue().get("hubspot.deals")
+    friday_6am = datetime(2026, 1, 9, 6, tzinfo=UTC)
+    assert next_window_end(deals, friday_6am) == friday_6am + timedelta(hours=1)  # "1h": one interval on
+    hourly = deals.model_copy(update={"frequency": "0 * * * *"})
+    assert next_window_end(hourly, friday_6am) == friday_6am + timedelta(hours=1)
+    weekdays = deals.model_copy(update={"frequency": "0 6 * * 1-5"})
+    assert next_window_end(weekdays, friday_6am) == datetime(2026, 1, 12, 6, tzinfo=UTC)

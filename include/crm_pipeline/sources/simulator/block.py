@@ -47,6 +47,15 @@ class Block:
     def __len__(self) -> int:
         return len(self.index)
 
+    def where(self, keep: np.ndarray) -> Block:
+        """The rows where ``keep`` (a boolean array) is true, as a block of their own."""
+        rows = np.flatnonzero(keep).tolist()
+        columns = {
+            name: column[keep] if isinstance(column, np.ndarray) else [column[row] for row in rows]
+            for name, column in self.columns.items()
+        }
+        return Block(self.index[keep], columns, self.json)
+
     def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(entity index, record)`` per row, values as Python objects."""
         names = list(self.columns)

@@ -27,7 +27,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict
 
-from crm_pipeline.catalogue import StreamSpec, parse_frequency
+from crm_pipeline.catalogue import StreamSpec, frequency_interval, parse_frequency
 from crm_pipeline.sources import raw_tables
 from crm_pipeline.sources.raw_tables import CopyText, SyncBatch, encode_row, table_ident, write_batch
 from crm_pipeline.sources.simulator import hubspot, salesforce
@@ -168,9 +168,20 @@ def fault_column(spec: StreamSpec, kind: str) -> str:
     raise ValueError(f"fault {kind!r} does not apply to stream {spec.key}: it has none of {FAULT_COLUMNS[kind]}")
 
 
-def _interval(spec: StreamSpec) -> timedelta:
+# Beyond this, the search for the last cursor value reads the whole history at once.
+LONGEST_LOOKBACK = timedelta(days=366)
+
+
+def next_window_end(spec: StreamSpec, since: datetime) -> datetime:
+    """Where the next sync's window ends: one interval on, or a cron stream's next run after ``since``, so the
+    simulated clock moves as the stream's schedule does (an hourly cron brings an hour, not a day)."""
     frequency = parse_frequency(spec.frequency)
-    return frequency if isinstance(frequency, timedelta) else timedelta(days=1)
+    if isinstance(frequency, timedelta):
+        return since + frequency
+    from croniter import croniter  # Airflow's own dependency; the catalogue has checked the expression
+
+    following: datetime = croniter(frequency, since).get_next(datetime)
+    return following
 
 
 def _corrupt(spec: StreamSpec, record: dict[str, Any], kind: str, n: int) -> None:
@@ -278,7 +289,7 @@ def run_sync(
         syncs, since, generation = row if row else (0, None, 1)
         if audit_run_id is not None and (done := _loaded_by_run(conn, spec, audit_run_id)) is not None:
             return done  # a retry of a try that committed, then died before it could report: exactly once per run
-        until = EPOCH if since is None else since + _interval(spec)
+        until = EPOCH if since is None else next_window_end(spec, since)
         number = syncs + 1
         backfill = window is not None and spec.sync_mode != "full_refresh_overwrite"
         if backfill:
@@ -431,10 +442,40 @@ def _records(
             in_window.add(record[key])
         yield record
     if resend_from is not None:
-        # Airbyte's inclusive cursor: records still at the previous sync's last cursor value are read again,
-        # unchanged (exact duplicates); records changed since come only in the window.
-        for _, record in generate(world, spec.stream, resend_from - timedelta(seconds=1), resend_from, dirt_rate):
+        # records changed since the previous sync come in the window, in their new state, not twice
+        for record in at_last_cursor(spec, world, resend_from, dirt_rate):
             if record[key] not in in_window:
+                yield record
+
+
+def at_last_cursor(spec: StreamSpec, world: World, since: datetime, dirt_rate: float) -> Iterator[dict[str, Any]]:
+    """The records an inclusive cursor reads again: Airbyte keeps the highest cursor value it has emitted as the
+    stream's state and the next sync asks for ``cursor >= state``, so the records at that value arrive again,
+    unchanged (at-least-once delivery: the duplicates append mode keeps).
+
+    The state is the highest cursor among the records as they stood at ``since``. It is looked for in the
+    interval before ``since`` first (the previous sync's window, where it almost always is), then in windows four
+    times as long, then in the whole history (one scan, only when nothing changed for a long time)."""
+    cursor = spec.cursor_field
+    assert cursor is not None, f"{spec.key}: an incremental stream has a cursor"  # the catalogue checks it
+    lookback: timedelta | None = frequency_interval(spec.frequency)
+    while True:
+        start = None if lookback is None else since - lookback
+        blocks = [
+            block
+            for block in SOURCES[spec.source].changed_blocks(world, spec.stream, start, since, dirt_rate)
+            if len(block)
+        ]
+        if blocks or lookback is None:
+            break
+        lookback = lookback * 4 if lookback * 4 < LONGEST_LOOKBACK else None
+    if not blocks:
+        return  # nothing was ever emitted: no state yet
+    highest = max(np.max(np.asarray(block.columns[cursor])) for block in blocks)
+    for block in blocks:
+        at_highest = np.asarray(block.columns[cursor]) == highest
+        if at_highest.any():
+            for _, record in block.where(at_highest).records():
                 yield record
 
 
