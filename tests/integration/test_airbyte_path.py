@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -201,5 +202,65 @@ def test_killing_the_deferred_task_cancels_the_job(airbyte, task_env, warehouse)
     asyncio.run(trigger.on_kill())
     assert ("DELETE", f"/v1/jobs/{job_id}") in airbyte.requests
     assert airbyte.jobs[job_id].status == "cancelled"
+    with psycopg.connect(warehouse.libpq()) as conn:
+        assert lease.live_writes(conn) == []
+
+
+def _registered(warehouse: WarehouseUrl) -> str:
+    holder = f"{EXTRACT_DAG}/manual__test"
+    with psycopg.connect(warehouse.libpq()) as conn:
+        lease.begin_write(conn, holder, ["hubspot.deals"], expires_in=timedelta(hours=1), on_session=False)
+        assert lease.live_writes(conn) != []
+    return holder
+
+
+def _unreachable(airbyte: AirbyteDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the Airbyte connection at a loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = SimpleNamespace(url=f"http://127.0.0.1:{port}/v1", client_id=airbyte.client_id, client_secret="x")
+    monkeypatch.setenv("AIRFLOW_CONN_AIRBYTE_DEFAULT", _airbyte_conn(dead))  # type: ignore[arg-type]
+
+
+def test_a_kill_ends_the_raw_write_registration_whatever_airbyte_answers(
+    airbyte, task_env, warehouse, monkeypatch
+) -> None:
+    """Killed before its job exists, or while Airbyte refuses it: the task ends its registration all the same, or a
+    transform would wait for a batch that never comes until the registration lapses (hours)."""
+    operator = CrmAirbyteSyncOperator(
+        task_id="airbyte__test",
+        connection_variable=VARIABLE,
+        connection_id=CONNECTION_ID,
+        airbyte_conn_id=AIRBYTE_CONN_ID,
+    )
+    operator.raw_write_holder = _registered(warehouse)
+    operator.on_kill()  # no job yet: nothing to cancel, nothing asked of Airbyte
+    assert not any(method == "DELETE" for method, _ in airbyte.requests)
+    with psycopg.connect(warehouse.libpq()) as conn:
+        assert lease.live_writes(conn) == []
+
+    operator.raw_write_holder = _registered(warehouse)
+    operator.job_id = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).submit_sync_connection(CONNECTION_ID).job_id
+    _unreachable(airbyte, monkeypatch)
+    with pytest.raises(AirflowException):
+        operator.on_kill()
+    with psycopg.connect(warehouse.libpq()) as conn:
+        assert lease.live_writes(conn) == []
+
+
+def test_a_deferred_kill_ends_the_registration_when_the_cancel_fails(airbyte, task_env, warehouse, monkeypatch) -> None:
+    job_id = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).submit_sync_connection(CONNECTION_ID).job_id
+    holder = _registered(warehouse)
+    trigger = CancellingAirbyteSyncTrigger(
+        job_id=job_id,
+        conn_id=AIRBYTE_CONN_ID,
+        end_time=time.time() + 60,
+        poll_interval=60,
+        raw_write=(holder, ["hubspot.deals", "hubspot.engagements"]),
+    )
+    _unreachable(airbyte, monkeypatch)
+    with pytest.raises(AirflowException):
+        asyncio.run(trigger.on_kill())
     with psycopg.connect(warehouse.libpq()) as conn:
         assert lease.live_writes(conn) == []

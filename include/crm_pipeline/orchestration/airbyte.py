@@ -73,7 +73,7 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
         self._register_write(context)  # before the job: it may reschedule the task while a transform reads raw
         try:
             super().execute(context)  # defers while the job runs; returns when it had already finished
-        except AirflowException as exc:
+        except Exception as exc:  # the hook's AirflowException, or a misconfigured connection's ValueError
             self._record_failure(context)
             job = getattr(self, "job_id", None)
             where = f"{self._names()}, job {job}" if job else self._names()
@@ -105,9 +105,15 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
     def on_kill(self) -> None:
         from crm_pipeline.orchestration.replacing_writes import end
 
-        super().on_kill()  # cancels the job
-        # Registered by this execute, if the job replaces rows.
-        end(self.raw_write_holder, self._streams(), conn_id=LOADER_CONN_ID)
+        try:
+            # The provider's on_kill asks Airbyte for the job's status before cancelling: with no job yet (killed
+            # while registering or submitting) there is nothing to ask about or cancel.
+            if getattr(self, "job_id", None):
+                super().on_kill()  # cancels the job
+        finally:
+            # Registered by this execute, if the job replaces rows; ended even when Airbyte cannot be reached, or
+            # a transform would wait for the registration until it lapses.
+            end(self.raw_write_holder, self._streams(), conn_id=LOADER_CONN_ID)
 
     def _names(self) -> str:
         """The connection's Variable and its streams, for messages (and so for alerts)."""

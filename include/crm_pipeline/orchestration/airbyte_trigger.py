@@ -32,11 +32,13 @@ class CancellingAirbyteSyncTrigger(AirbyteSyncTrigger):
     async def on_kill(self) -> None:
         hook = AirbyteHook(airbyte_conn_id=self.conn_id)
         self.log.info("task killed while deferred: cancelling Airbyte job %s", self.job_id)
-        # The hook is synchronous; keep the triggerer's event loop free while it talks to Airbyte.
-        await asyncio.to_thread(hook.cancel_job, self.job_id)
-        if self.raw_write:
-            from crm_pipeline.orchestration.replacing_writes import end
-            from crm_pipeline.paths import LOADER_CONN_ID
+        try:
+            # The hook is synchronous; keep the triggerer's event loop free while it talks to Airbyte.
+            await asyncio.to_thread(hook.cancel_job, self.job_id)
+        finally:  # a job that already ended, or an unreachable Airbyte, must not leave the registration behind
+            if self.raw_write:
+                from crm_pipeline.orchestration.replacing_writes import end
+                from crm_pipeline.paths import LOADER_CONN_ID
 
-            holder, streams = self.raw_write
-            await asyncio.to_thread(end, holder, streams, conn_id=LOADER_CONN_ID)
+                holder, streams = self.raw_write
+                await asyncio.to_thread(end, holder, streams, conn_id=LOADER_CONN_ID)
