@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
+from crm_pipeline.quality.rules import raw_rules
 from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, prepare_raw_table, write_batch
 from crm_pipeline.sources.simulator.sync import BAD_ROWS, NEW_COLUMN, Fault, run_sync
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -77,12 +78,13 @@ def test_append_deduped_keeps_the_newest_row_per_key(warehouse: WarehouseUrl) ->
         assert _table(conn, spec)[-1] == ("c", "c3", 3)
 
 
-def _fault_sync(conn: psycopg.Connection, key: str, kind: str) -> None:
+def _fault_sync(conn: psycopg.Connection, key: str, kind: str) -> int:
     """A clean first sync, then a faulty second one (scale S: every incremental window has rows to corrupt)."""
     spec = default_catalogue().get(key)
     run_sync(conn, spec, seed=3, scale="S")
     result = run_sync(conn, spec, seed=3, scale="S", faults=(Fault(stream=key, kind=kind),))  # type: ignore[arg-type]
     assert result.rows >= BAD_ROWS or kind == "dropped_column"
+    return result.sync_id
 
 
 def _columns(conn: psycopg.Connection, schema: str, table: str) -> dict[str, str]:
@@ -187,6 +189,39 @@ def test_an_append_sync_reads_the_last_cursor_value_again(warehouse: WarehouseUr
             (first.sync_id + 1, last_of_first[0][1]),
         ).fetchone()[0]  # type: ignore[index]
         assert older == 0, "nothing before the last cursor value is read again"
+
+
+def test_a_normal_sync_after_a_schema_fault_restores_the_contract(warehouse: WarehouseUrl) -> None:
+    """The source sends the contract types again, so the destination changes the columns back: a one-off fault
+    stops its own batch, not every later one (the raw gate's contract_column_types reads the table's types)."""
+    deals, account = default_catalogue().get("hubspot.deals"), default_catalogue().get("salesforce.Account")
+    with psycopg.connect(warehouse.libpq()) as conn:
+        faulted = _fault_sync(conn, "hubspot.deals", "retyped_column")
+        _fault_sync(conn, "salesforce.Account", "naive_timestamps")
+        naive = conn.execute('select max("SystemModstamp") from raw_salesforce."Account"').fetchone()[0]  # type: ignore[index]
+        unfit = [row[0] for row in conn.execute("select id from raw_hubspot.deals where archived = 'not-a-boolean'")]
+        assert len(unfit) == BAD_ROWS
+        conn.execute("create view public.reads_deals as select id, archived from raw_hubspot.deals")
+        conn.commit()
+        run_sync(conn, deals, seed=3, scale="S")
+        run_sync(conn, account, seed=3, scale="S")
+        assert _columns(conn, "raw_hubspot", "deals")["archived"] == "boolean"
+        assert _columns(conn, "raw_salesforce", "Account")["SystemModstamp"] == "timestamp with time zone"
+        still_faulted = conn.execute(
+            "select archived from raw_hubspot.deals where id = any(%s) and (_airbyte_meta->>'sync_id')::int = %s",
+            (unfit, faulted),
+        ).fetchall()
+        assert still_faulted and set(still_faulted) == {(None,)}, "a value that does not fit the type becomes null"
+        assert conn.execute("select count(*) from raw_hubspot.deals where archived is not null").fetchone()[0] > 0  # type: ignore[index]
+        restored = conn.execute(
+            'select max("SystemModstamp") from raw_salesforce."Account" where "SystemModstamp" <= %s',
+            (naive.replace(tzinfo=UTC),),
+        ).fetchone()[0]  # type: ignore[index]
+        assert restored == naive.replace(tzinfo=UTC), "naive timestamps were UTC"
+        for spec in (deals, account):  # the raw gate's own rule, over the table
+            (types,) = [r for r in raw_rules(spec, datetime.now(UTC)) if r.rule == "contract_column_types"]
+            query = types.kwargs["unexpected_rows_query"].replace("{batch}", f'{spec.raw_schema}."{spec.stream}"')
+            assert conn.execute(query).fetchall() == [], f"{spec.key}: contract_column_types passes again"
 
 
 def test_empty_batch_writes_nothing_but_advances_the_clock(warehouse: WarehouseUrl) -> None:

@@ -91,28 +91,73 @@ def _index_sql(spec: StreamSpec, schema: str, table: str) -> list[sql.Composed]:
 
 
 def ensure_raw_table(conn: psycopg.Connection, spec: StreamSpec) -> None:
-    """Create the schema, table and indexes if missing, and add back contract columns the table lacks (a column
-    the source sends again is propagated, as Airbyte does). Alters nothing when the table is complete, so a
-    normal sync takes no exclusive lock."""
+    """Create the schema, table and indexes if missing, add back contract columns the table lacks and change
+    back a column whose type drifted (the source sends the column, or its contract type, again: the change is
+    propagated, as Airbyte does). Alters nothing when the table matches the contract, so a normal sync takes no
+    exclusive lock."""
     ensure_schema(conn, spec.raw_schema)
     conn.execute(_create_table_sql(spec, table_ident(spec)))
     present = {
-        row[0]
-        for row in conn.execute(
-            "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
-            (spec.raw_schema, spec.stream),
+        name: actual
+        for name, actual in conn.execute(
+            "select attname, format_type(atttypid, atttypmod) from pg_attribute"
+            " where attrelid = %s::regclass and attnum > 0 and not attisdropped",
+            (table_ident(spec).as_string(conn),),
         )
     }
+    contract_types = sorted({POSTGRES_TYPES[kind] for kind in spec.columns.values()})
+    spelled = dict(
+        conn.execute(  # as the catalog spells them (``decimal`` is ``numeric``), to compare with format_type
+            "select t, format_type(t::regtype, null) from unnest(%s::text[]) as t", (contract_types,)
+        ).fetchall()
+    )
     for name, airbyte_type in spec.columns.items():
-        if name in present:
-            continue
-        conn.execute(
-            sql.SQL("alter table {} add column if not exists {} {}").format(
-                table_ident(spec), sql.Identifier(name), sql.SQL(POSTGRES_TYPES[airbyte_type])
+        wanted = POSTGRES_TYPES[airbyte_type]
+        if name not in present:
+            conn.execute(
+                sql.SQL("alter table {} add column if not exists {} {}").format(
+                    table_ident(spec), sql.Identifier(name), sql.SQL(wanted)
+                )
             )
-        )
+        elif present[name] != spelled[wanted]:
+            _restore_type(conn, spec, name, present[name], wanted)
     for stmt in _index_sql(spec, spec.raw_schema, spec.stream):
         conn.execute(stmt)
+
+
+# Values of the old type that fit the contract type; the rest become null (the destination's typing nulls a value
+# it cannot cast, rather than failing the sync). ``{}`` is the column as text.
+_FITS: dict[str, str] = {
+    "boolean": "lower(btrim({})) in ('t', 'true', 'f', 'false', 'y', 'yes', 'n', 'no', 'on', 'off', '1', '0')",
+    "bigint": r"{} ~ '^\s*[-+]?\d{{1,18}}\s*$'",
+    "decimal": r"{} ~ '^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$'",
+}
+
+
+def _restore_type(conn: psycopg.Connection, spec: StreamSpec, column: str, actual: str, wanted: str) -> None:
+    """The source sends a retyped column with its contract type again: the destination changes the column back,
+    as it propagated the change before. Views reading the table must go first (PostgreSQL refuses to retype a
+    column a view uses); dbt recreates them on its next run."""
+    from crm_pipeline.warehouse.dependent_views import drop_dependent_views
+
+    drop_dependent_views(conn, spec.raw_schema, spec.stream)
+    ident = sql.Identifier(column)
+    as_text = sql.SQL("{}::text").format(ident)
+    if wanted == "timestamp with time zone" and actual == "timestamp without time zone":
+        using = sql.SQL("{} at time zone 'UTC'").format(ident)  # what the naive values meant
+    elif wanted == "jsonb":
+        using = sql.SQL("to_jsonb({})").format(ident)
+    elif wanted in _FITS:
+        using = sql.SQL("case when {} then btrim({})::{} end").format(
+            sql.SQL(_FITS[wanted]).format(as_text), as_text, sql.SQL(wanted)
+        )
+    else:
+        using = sql.SQL("{}::{}").format(as_text, sql.SQL(wanted))
+    conn.execute(
+        sql.SQL("alter table {} alter column {} type {} using {}").format(
+            table_ident(spec), ident, sql.SQL(wanted), using
+        )
+    )
 
 
 def encode_row(
