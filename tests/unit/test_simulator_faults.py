@@ -46,3 +46,23 @@ def test_faults_are_parsed_and_validated() -> None:
     assert parse_faults("") == ()
     with pytest.raises(ValueError, match="kind"):
         parse_faults('[{"stream": "hubspot.deals", "kind": "gremlins"}]')
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{oops", "crm_simulator_faults is not valid JSON: Expecting property name"),
+        ('{"stream": "hubspot.deals"}', "crm_simulator_faults must be a JSON list"),
+        ('[{"stream": "hubspot.deal", "kind": "negative_amount"}]', "[0]: 'stream' 'hubspot.deal' is not in the cat"),
+        ('[{"stream": "hubspot.deals", "kind": "empty_batch", "sync": 0}]', "[0]: 'sync' counts from 1"),
+        ('[{"stream": "hubspot.owners", "kind": "negative_amount"}]', "[0]: 'kind' 'negative_amount' needs one of"),
+        ('[{"stream": "hubspot.engagements", "kind": "naive_timestamps"}]', "needs a timestamp cursor"),
+        ('[{"stream": "hubspot.deals", "kind": "empty_batch"}, 3]', "[1]: '(entry)' Input should be a valid dict"),
+    ],
+    ids=["json", "not-a-list", "unknown-stream", "sync-0", "no-column", "integer-cursor", "not-an-object"],
+)
+def test_a_fault_that_could_never_fire_is_refused_with_its_position(text: str, message: str) -> None:
+    """A misspelt stream used to inject nothing, silently: a test of the gates then tested nothing."""
+    with pytest.raises(ValueError) as refused:
+        parse_faults(text)
+    assert message in str(refused.value)

@@ -29,7 +29,23 @@ LOG = logging.getLogger(__name__)  # task logs capture it
 AIRBYTE_CONN_ID = "airbyte_default"
 # How long one Airbyte sync may take before its job is cancelled (read from the environment, not a Variable:
 # execution_timeout is fixed when the DAG is parsed).
-SYNC_TIMEOUT = timedelta(minutes=float(os.environ.get("CRM_AIRBYTE_SYNC_TIMEOUT_MINUTES", "120")))
+TIMEOUT_VARIABLE = "CRM_AIRBYTE_SYNC_TIMEOUT_MINUTES"
+
+
+def sync_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> timedelta:
+    """The sync timeout from the environment, checked: a typo would otherwise fail every extract DAG's import with
+    ``could not convert string to float``, and 0 would time out every sync at once."""
+    text = environ.get(TIMEOUT_VARIABLE, "120").strip()
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise ValueError(f"{TIMEOUT_VARIABLE} must be a number of minutes, got {text!r}") from None
+    if not 1 <= minutes <= 7 * 24 * 60:
+        raise ValueError(f"{TIMEOUT_VARIABLE} must be between 1 and 10080 minutes (a week), got {text!r}")
+    return timedelta(minutes=minutes)
+
+
+SYNC_TIMEOUT = sync_timeout()
 
 JOBS_DDL = """
 create schema if not exists crm_audit;

@@ -25,9 +25,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from crm_pipeline.catalogue import StreamSpec, frequency_interval, parse_frequency
+from crm_pipeline.catalogue import Catalogue, StreamSpec, default_catalogue, frequency_interval, parse_frequency
 from crm_pipeline.sources import raw_tables
 from crm_pipeline.sources.raw_tables import CopyText, SyncBatch, encode_row, table_ident, write_batch
 from crm_pipeline.sources.simulator import hubspot, salesforce
@@ -73,6 +73,8 @@ FAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "orphan_foreign_key": ("companies", "AccountId", "OpportunityId", "associations_contactIds"),
     "retyped_column": ("archived", "IsDeleted", "active", "IsActive"),
 }
+
+FAULTS_VARIABLE = "crm_simulator_faults"
 
 
 class Fault(BaseModel):
@@ -546,11 +548,46 @@ def _store_identity(conn: psycopg.Connection, truth: Any, source: str, stream: s
         conn.execute("drop table _identity")
 
 
-def parse_faults(text: str | None) -> tuple[Fault, ...]:
-    """Faults from the ``crm_simulator_faults`` Variable: a JSON list of ``{stream, kind, sync?}``."""
+def parse_faults(text: str | None, catalogue: Catalogue | None = None) -> tuple[Fault, ...]:
+    """Faults from the ``crm_simulator_faults`` Variable: a JSON list of ``{stream, kind, sync?}``, each checked
+    against the catalogue: a fault that could never fire (a misspelt stream, ``sync: 0``, a kind the stream has no
+    column for) is refused with its position named, rather than a test of the gates silently testing nothing."""
     if not text or not text.strip():
         return ()
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{FAULTS_VARIABLE} is not valid JSON: {exc}") from None
     if not isinstance(data, list):
-        raise ValueError("crm_simulator_faults must be a JSON list of {stream, kind, sync}")
-    return tuple(Fault.model_validate(item) for item in data)
+        raise ValueError(f"{FAULTS_VARIABLE} must be a JSON list of {{stream, kind, sync}}")
+    catalogue = catalogue or default_catalogue()
+    faults = []
+    for position, item in enumerate(data):
+        where = f"{FAULTS_VARIABLE}[{position}]"
+        try:
+            fault = Fault.model_validate(item)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field_name = ".".join(str(part) for part in first["loc"]) or "(entry)"
+            raise ValueError(f"{where}: '{field_name}' {first['msg']}") from None
+        problem = _fault_problem(fault, catalogue)
+        if problem:
+            raise ValueError(f"{where}: {problem}")
+        faults.append(fault)
+    return tuple(faults)
+
+
+def _fault_problem(fault: Fault, catalogue: Catalogue) -> str | None:
+    known = [spec.key for spec in catalogue.streams]
+    if fault.stream not in known:
+        return f"'stream' {fault.stream!r} is not in the catalogue; known: {', '.join(known)}"
+    if fault.sync is not None and fault.sync < 1:
+        return f"'sync' counts from 1 (the stream's first sync), got {fault.sync}"
+    spec = catalogue.get(fault.stream)
+    needs = FAULT_COLUMNS.get(fault.kind, ())
+    if needs and not any(column in spec.columns for column in needs):
+        return f"'kind' {fault.kind!r} needs one of the columns {', '.join(needs)}; {spec.key} has none"
+    cursor_type = spec.columns.get(spec.cursor_field or "", "")
+    if fault.kind == "naive_timestamps" and cursor_type != "timestamp_with_timezone":
+        return f"'kind' 'naive_timestamps' needs a timestamp cursor; {spec.key}'s is {spec.cursor_field or 'none'}"
+    return None
