@@ -27,7 +27,14 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from crm_pipeline.catalogue import Catalogue, StreamSpec, default_catalogue, frequency_interval, parse_frequency
+from crm_pipeline.catalogue import (
+    MAX_INTERVAL,
+    Catalogue,
+    StreamSpec,
+    default_catalogue,
+    frequency_interval,
+    parse_frequency,
+)
 from crm_pipeline.sources import raw_tables
 from crm_pipeline.sources.raw_tables import CopyText, SyncBatch, encode_row, table_ident, write_batch
 from crm_pipeline.sources.simulator import hubspot, salesforce
@@ -168,10 +175,6 @@ def fault_column(spec: StreamSpec, kind: str) -> str:
         if column in spec.columns:
             return column
     raise ValueError(f"fault {kind!r} does not apply to stream {spec.key}: it has none of {FAULT_COLUMNS[kind]}")
-
-
-# Beyond this, the search for the last cursor value reads the whole history at once.
-LONGEST_LOOKBACK = timedelta(days=366)
 
 
 def next_window_end(spec: StreamSpec, since: datetime) -> datetime:
@@ -470,7 +473,7 @@ def at_last_cursor(spec: StreamSpec, world: World, since: datetime, dirt_rate: f
         ]
         if blocks or lookback is None:
             break
-        lookback = lookback * 4 if lookback * 4 < LONGEST_LOOKBACK else None
+        lookback = lookback * 4 if lookback * 4 < MAX_INTERVAL else None  # then the whole history
     if not blocks:
         return  # nothing was ever emitted: no state yet
     highest = max(np.max(np.asarray(block.columns[cursor])) for block in blocks)
