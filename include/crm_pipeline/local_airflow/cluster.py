@@ -56,6 +56,8 @@ class ClusterSettings:
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.concurrency),
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_S),
+            # Airflow's default Celery configuration, plus the modules a worker preloads for its tasks (preload.py).
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "crm_pipeline.local_airflow.celery_config.CELERY_CONFIG",
         }
 
 

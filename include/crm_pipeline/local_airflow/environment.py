@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from crm_pipeline.local_airflow.preload import local_executor_environment
 from crm_pipeline.paths import (
     AIRFLOW_HOME,
     DAGS_DIR,
@@ -78,6 +79,8 @@ def airflow_environment(
             airflow_home, "fernet_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
         ),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # Task processes fork from workers that have imported GX and dbt (preload.py).
+        **local_executor_environment(),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse.airflow_conn_uri(),
         # One connection per least-privilege role (crm warehouse grants), e.g. crm_warehouse_analyst.
