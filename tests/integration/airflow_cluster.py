@@ -74,6 +74,17 @@ def mart_checksums(warehouse: str) -> dict[str, str]:
         return checksums
 
 
+def mart_row_counts(warehouse: str) -> dict[str, int]:
+    """Rows of each published mart."""
+    with psycopg.connect(warehouse) as conn:
+        tables = [t for (t,) in conn.execute("select tablename from pg_tables where schemaname = 'marts'")]
+        query = "select count(*) from {}"
+        return {
+            t: conn.execute(sql.SQL(query).format(sql.Identifier("marts", t))).fetchone()[0]  # type: ignore[index]
+            for t in tables
+        }
+
+
 def http_get(url: str, token: str | None = None) -> str:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310  (loopback URLs built by the tests)
