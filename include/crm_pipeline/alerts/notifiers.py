@@ -122,10 +122,11 @@ def alert_recovery(context: Any) -> None:
 
     dag_run = context.get("dag_run")
     dag_id = getattr(dag_run, "dag_id", None) or context["dag"].dag_id
+    run_id = getattr(dag_run, "run_id", None) or str(context.get("run_id"))
     incident = open_incident_of(dag_id)
     if incident is None:
+        LOG.info("%s: %s succeeded with no open incident, so no recovery alert", dag_id, run_id)
         return
-    run_id = getattr(dag_run, "run_id", None) or str(context.get("run_id"))
     deliver(recovery_alert(dag_id, run_id, incident))
     close_incident(dag_id)
 
