@@ -9,6 +9,10 @@ BIN := $(VENV)/bin
 CRM := $(BIN)/crm
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
+# Two pytest workers, a whole module each (its fixtures are per module): most of a real-scheduler test is waiting on
+# polls and heartbeats, so the other worker's module runs meanwhile. docs/testing.md has the measurements.
+PYTEST_WORKERS ?= 2
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: help venv browser redis cluster-up cluster-down demo bench test test-quick lint unit integration manifest docs gx-docs report up down status warehouse-up warehouse-down \
         psql lock dockerfile-lint image-replay clean
@@ -37,7 +41,7 @@ bench: venv ## measure against the bare tools and write BENCHMARKS.md (SCALE=S|M
 
 test: venv browser redis lint image-replay ## lint, replay the image build, then unit, DAG and integration tests (real PostgreSQL, Airflow, dbt, GX)
 	@$(CRM) manifest >/dev/null
-	@$(BIN)/pytest
+	@$(BIN)/pytest $(PARALLEL)
 
 lint: venv dockerfile-lint ## ruff and sqlfluff
 	@echo "==> ruff"
@@ -56,7 +60,7 @@ image-replay: venv ## replay the Dockerfile's steps without Docker: pip install 
 
 test-quick: venv ## everything make test runs but the real-scheduler tier (marked slow): the edit-test loop
 	@$(CRM) manifest >/dev/null
-	@$(BIN)/pytest -m "not slow"
+	@$(BIN)/pytest $(PARALLEL) -m "not slow"
 
 unit: venv ## only the fast tests
 	@$(BIN)/pytest -m "not integration"

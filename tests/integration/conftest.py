@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import email
+import fcntl
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from aiosmtpd.controller import Controller
 from crm_pipeline.local_airflow.environment import airflow_environment
 from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
 from crm_pipeline.orchestration.extract import pipeline_dag_ids
+from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.warehouse.locate import drop_database, ensure_database, resolve_warehouse_url
 from crm_pipeline.warehouse.roles import apply_grants
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -49,7 +51,12 @@ _drop_database = drop_database  # the name the test modules import
 
 @pytest.fixture(scope="session")
 def server() -> WarehouseUrl:
-    return resolve_warehouse_url()
+    """The session's PostgreSQL server. Under pytest-xdist every worker asks for it at once: a file lock lets the
+    first start the embedded server while the others wait, then find it running."""
+    LOCAL_DIR.mkdir(parents=True, exist_ok=True)
+    with (LOCAL_DIR / "tests-server.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return resolve_warehouse_url()
 
 
 @pytest.fixture(scope="session")
