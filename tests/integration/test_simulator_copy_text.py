@@ -26,7 +26,7 @@ SOURCES = {"hubspot": hubspot, "salesforce": salesforce}
 STREAMS = default_catalogue().streams
 WINDOWS = {
     "first sync": (None, EPOCH, None),
-    "a later window": (EPOCH, EPOCH + timedelta(days=2), None),
+    "a later window": (EPOCH, EPOCH + timedelta(days=5), None),
     "a backfill": (EPOCH - timedelta(days=40), EPOCH - timedelta(days=10), EPOCH + timedelta(days=2)),
 }
 
@@ -35,8 +35,18 @@ def _copy(spec: StreamSpec, path: str) -> StreamSpec:
     return spec.model_copy(update={"stream": f"{path}_{spec.stream}", "sync_mode": "incremental_append"})
 
 
-@pytest.mark.parametrize("window", WINDOWS, ids=str)
-@pytest.mark.parametrize("spec", STREAMS, ids=lambda s: s.key)
+# Owners and users change only before the epoch: a later window has none of them, so it would compare two empty
+# tables. Every other case has rows, which the test asserts.
+UNCHANGED_LATER = {"hubspot.owners", "salesforce.User"}
+CASES = [
+    pytest.param(spec, window, id=f"{spec.key}-{window}")
+    for spec in STREAMS
+    for window in WINDOWS
+    if not (window == "a later window" and spec.key in UNCHANGED_LATER)
+]
+
+
+@pytest.mark.parametrize(("spec", "window"), CASES)
 def test_block_text_and_encoded_records_load_the_same_rows(warehouse: WarehouseUrl, spec, window: str) -> None:
     since, until, as_of = WINDOWS[window]
     source = SOURCES[spec.source]
@@ -63,5 +73,4 @@ def test_block_text_and_encoded_records_load_the_same_rows(warehouse: WarehouseU
                 sql.SQL("select * from {} except all select * from {}").format(table_ident(left), table_ident(right))
             ).fetchall()
             assert extra == [], f"{spec.key}, {window}: rows only in {left.stream}"
-    if window == "first sync":
-        assert records, f"{spec.key}: a first sync at XS has rows"
+    assert records, f"{spec.key}, {window}: the window has rows to compare"
