@@ -286,9 +286,10 @@ def test_after_faults_and_retries_the_marts_equal_the_clean_pass(cluster: Cluste
 def test_a_backfill_runs_side_by_side_within_the_pools_and_changes_no_mart(cluster: Cluster) -> None:
     """``airflow backfill create`` over 8 days of the daily extract, 4 runs at a time (the DAG itself allows one
     scheduled run at a time). Each run delivers its day of history again as a batch of its own, gated. A transform
-    runs in the middle of it: it holds raw while it reads, so the backfill's replacing syncs reschedule until it
-    publishes (the transform lease), and nothing deadlocks. One more transform afterwards builds from every batch.
-    History delivered again must leave the published marts exactly as they were.
+    runs in the middle of it: it holds raw while it reads, so a replacing sync that starts meanwhile reschedules
+    until it publishes (the transform lease; how many did is printed, as it depends on timing, and
+    test_transform_lease.py proves the rescheduling itself), and nothing deadlocks. One more transform afterwards
+    builds from every batch. History delivered again must leave the published marts exactly as they were.
 
     The transforms are triggered here, not by the assets: with the scheduler's job schedule off, as in the whole
     module, nothing else starts. (Left to the assets, a transform follows every few backfill runs, each holding raw

@@ -5,7 +5,8 @@ Two walls, each tested on its own:
 * validation: every DAG Param that carries a name refuses it before a task runs (and the catalogue refuses it in
   every identifier field, naming file, stream and field: ``tests/unit/test_catalogue.py``);
 * quoting: behind validation, SQL is composed with quoted identifiers. A spec whose names bypass validation still
-  creates, loads, reads and gates exactly the table it names, and the canary table beside it survives.
+  creates, loads and reads (with the raw gate's query) exactly the table it names, and the canary table beside
+  it survives.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def _raw_versions(conn: psycopg.Connection) -> set[tuple[str, str]]:
     return set(rows)  # type: ignore[arg-type]
 
 
-def _sync_and_judge(conn: psycopg.Connection) -> int:
+def _sync(conn: psycopg.Connection) -> int:
     spec = default_catalogue().get(DEDUP)
     result = run_sync(conn, spec, seed=SEED, scale="XS")
     conn.commit()
@@ -50,7 +50,7 @@ def _sync_and_judge(conn: psycopg.Connection) -> int:
 def test_a_dedup_sync_waits_while_a_transform_reads_raw_and_lands_after_its_release(warehouse: WarehouseUrl) -> None:
     spec = default_catalogue().get(DEDUP)
     with psycopg.connect(warehouse.libpq()) as conn:
-        first = _sync_and_judge(conn)
+        first = _sync(conn)
         judge_batch(warehouse, conn, spec, first, run_id="extract-1", now=datetime.now(UTC))
         lease.hold(conn, "transform-1")
         lease.wait_for_writes(conn, timeout=timedelta(seconds=5))
@@ -66,7 +66,7 @@ def test_a_dedup_sync_waits_while_a_transform_reads_raw_and_lands_after_its_rele
                 psycopg.connect(warehouse.libpq()) as other,
                 lease.replacing_write(other, "extract-2", [DEDUP], expires_in=HOUR, wait=HOUR, poll=0.2),
             ):
-                _sync_and_judge(other)
+                _sync(other)
                 landed.set()
         except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
