@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
+
+import pytest
+from _pytest.reports import TestReport
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 _home = Path(tempfile.mkdtemp(prefix="crm-tests-airflow-"))
@@ -27,3 +32,21 @@ os.environ.update(
         "GX_ANALYTICS_ENABLED": "False",
     }
 )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Wall time per test module (setup, call and teardown summed), after pytest's slowest tests: what
+    docs/testing.md's table is measured from. Under pytest-xdist a module runs on one worker, so its sum is the
+    time that worker spent on it."""
+    per_module: dict[str, float] = defaultdict(float)
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, TestReport):
+                per_module[report.nodeid.split("::")[0]] += report.duration
+    if not per_module:
+        return
+    terminalreporter.write_sep("=", "time per module")
+    for module, seconds in sorted(per_module.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {module}")
+    terminalreporter.write_line(f"{sum(per_module.values()):8.1f} s  summed over the workers")
