@@ -31,7 +31,7 @@ from aiosmtpd.controller import Controller
 from crm_pipeline.local_airflow.environment import airflow_environment
 from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
 from crm_pipeline.orchestration.extract import pipeline_dag_ids
-from crm_pipeline.paths import LOCAL_DIR
+from crm_pipeline.paths import DAGS_DIR, LOCAL_DIR
 from crm_pipeline.warehouse.locate import drop_database, ensure_database, resolve_warehouse_url
 from crm_pipeline.warehouse.roles import apply_grants
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -97,6 +97,14 @@ def deploy(warehouse: WarehouseUrl) -> None:
     _DEPLOYED.add(warehouse)
 
 
+def dag_file(dag_id: str) -> Path:
+    """The file in dags/ that defines ``dag_id``: ``airflow dags test -f`` parses it alone, not the whole folder
+    (every extract DAG comes from crm_extract.py, each other DAG from the file of its name)."""
+    path = DAGS_DIR / f"{'crm_extract' if dag_id.startswith('crm_extract_') else dag_id}.py"
+    assert path.is_file(), f"no DAG file for {dag_id}: {path}"
+    return path
+
+
 @dataclass
 class AirflowRun:
     returncode: int
@@ -136,7 +144,10 @@ class LocalAirflow:
         It runs in its own process group, killed whole when it is done or after 15 minutes: whatever it forked (an
         executor's workers, a listener's process pool) never outlives the test."""
         proc = subprocess.Popen(
-            [str(VENV_BIN / "airflow"), "dags", "test", dag_id, *options, *(["-c", json.dumps(conf)] if conf else [])],
+            [
+                *(str(VENV_BIN / "airflow"), "dags", "test", dag_id, "-f", str(dag_file(dag_id)), *options),
+                *(["-c", json.dumps(conf)] if conf else []),
+            ],
             env={**self.env(warehouse, variables), **DAGS_TEST_ENVIRONMENT, **(extra_env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import task_states
+from conftest import dag_file, task_states
 from dbt_runs import SEED
 
 from crm_pipeline.catalogue import default_catalogue
@@ -185,7 +185,7 @@ def test_an_extract_run_reschedules_its_dedup_sync_while_a_transform_holds_raw(l
 
     conf = json.dumps({"streams": [DEDUP]})
     extract = subprocess.Popen(
-        [airflow, "dags", "test", HOURLY, "-c", conf],
+        [airflow, "dags", "test", HOURLY, "-f", str(dag_file(HOURLY)), "-c", conf],
         env={**env, **DAGS_TEST_ENVIRONMENT},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
