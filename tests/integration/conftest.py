@@ -137,15 +137,17 @@ class LocalAirflow:
         extra_env: dict[str, str] | None = None,
         conf: dict[str, Any] | None = None,
         options: tuple[str, ...] = (),
+        dagfile: Path | None = None,
         **variables: str,
     ) -> AirflowRun:
-        """``airflow dags test`` of one DAG, with ``conf`` as the run's params and ``options`` added to the command.
+        """``airflow dags test`` of one DAG, with ``conf`` as the run's params and ``options`` added to the command;
+        the DAG is parsed from ``dagfile`` alone, by default its file in dags/.
 
         It runs in its own process group, killed whole when it is done or after 15 minutes: whatever it forked (an
         executor's workers, a listener's process pool) never outlives the test."""
         proc = subprocess.Popen(
             [
-                *(str(VENV_BIN / "airflow"), "dags", "test", dag_id, "-f", str(dag_file(dag_id)), *options),
+                *(str(VENV_BIN / "airflow"), "dags", "test", dag_id, "-f", str(dagfile or dag_file(dag_id)), *options),
                 *(["-c", json.dumps(conf)] if conf else []),
             ],
             env={**self.env(warehouse, variables), **DAGS_TEST_ENVIRONMENT, **(extra_env or {})},

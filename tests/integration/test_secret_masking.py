@@ -121,7 +121,13 @@ def test_a_leaking_task_shows_the_password_and_the_pepper_to_nobody(
     with api_server(local_airflow, warehouse, env) as api:
         # Under the executor, as on a deployment: the task runs in its own supervised process, which writes the
         # task log the UI shows (plain `dags test` runs the task inside the CLI and only echoes to the console).
-        run = local_airflow.dags_test("crm_secret_probe", warehouse, {**env, **api}, options=("--use-executor",))
+        run = local_airflow.dags_test(
+            "crm_secret_probe",
+            warehouse,
+            {**env, **api},
+            options=("--use-executor",),
+            dagfile=dags / "crm_secret_probe.py",
+        )
     assert run.returncode != 0, "the probe fails, as written"
 
     logs = [p.read_text() for p in (local_airflow.home / "logs" / "dag_id=crm_secret_probe").rglob("*.log")]
