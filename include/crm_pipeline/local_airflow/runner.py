@@ -15,6 +15,7 @@ from pathlib import Path
 
 from crm_pipeline.errors import WarehouseConfigError
 from crm_pipeline.local_airflow.cluster import (
+    ClusterSettings,
     cluster_components,
     component_argv,
     forget,
@@ -22,6 +23,7 @@ from crm_pipeline.local_airflow.cluster import (
     read_settings,
 )
 from crm_pipeline.local_airflow.environment import airflow_environment
+from crm_pipeline.local_airflow.port_owner import owns_port
 from crm_pipeline.local_airflow.processes import COMPONENTS, ProcessSet
 from crm_pipeline.paths import AIRFLOW_HOME, DBT_MANIFEST_VARIABLE, DBT_PROJECT_DIR, LOCAL_DIR
 from crm_pipeline.warehouse.locate import airflow_metadata_url, resolve_warehouse_url
@@ -164,6 +166,31 @@ def start_components(*, cluster: bool = False) -> None:
         forget(components.run_dir)  # a cluster that was not stopped cleanly must not lend make up its executor
     port_file = components.run_dir / "api-port"
     port = int(port_file.read_text()) if running and port_file.exists() else _free_port(8080)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        _start_on(components, names, settings, running, port)
+        if running or owns_port(components.tracked("api-server").pid, port):  # type: ignore[union-attr]
+            break
+        # Another checkout's api-server took the port between our check and our start, and answers for ours.
+        print(f"  port {port} was taken by another process while the api-server started; starting again on another")
+        components.stop(names)
+        if attempt == PORT_ATTEMPTS:
+            raise SystemExit(
+                f"the api-server could not keep a port in {PORT_ATTEMPTS} attempts; see {components.log_dir}"
+            )
+        port = _free_port()
+    passwords = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
+    print(f"\nAirflow UI: http://127.0.0.1:{port}")
+    print(f"Log in as admin with the password in {passwords}: {_admin_password(passwords)}")
+    print(f"Stop everything with `make {'cluster-down' if cluster else 'down'}`.")
+
+
+PORT_ATTEMPTS = 3
+
+
+def _start_on(
+    components: ProcessSet, names: list[str], settings: ClusterSettings | None, running: set[str], port: int
+) -> None:
+    """Prepare the stack for ``port``, start what is not running, and wait until an api-server answers on it."""
     stack = local_stack(api_port=port)
     ensure_metadata_db(stack)
     apply_warehouse_grants(stack)
@@ -173,17 +200,12 @@ def start_components(*, cluster: bool = False) -> None:
     for name in names:
         entry = components.start(name, component_argv(name, airflow, settings, port), stack.env)
         print(f"  {name}: pid {entry.pid}" + (" (already running)" if name in running else ""))
-    port_file.write_text(str(port))
-    passwords = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
+    (components.run_dir / "api-port").write_text(str(port))
     for _ in range(120):
         if _http_ok(f"http://127.0.0.1:{port}/api/v2/monitor/health"):
-            break
+            return
         time.sleep(1)
-    else:
-        raise SystemExit(f"the api-server did not answer on port {port}; see {components.log_dir}/api-server.log")
-    print(f"\nAirflow UI: http://127.0.0.1:{port}")
-    print(f"Log in as admin with the password in {passwords}: {_admin_password(passwords)}")
-    print(f"Stop everything with `make {'cluster-down' if cluster else 'down'}`.")
+    raise SystemExit(f"the api-server did not answer on port {port}; see {components.log_dir}/api-server.log")
 
 
 def _http_ok(url: str) -> bool:
