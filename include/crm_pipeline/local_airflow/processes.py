@@ -72,6 +72,9 @@ def kill_tree(pid: int) -> list[int]:
     return tree
 
 
+REAP_TIMEOUT_S = 10
+
+
 class ProcessSet:
     """Components started from one run directory (``.local/airflow/run``)."""
 
@@ -130,6 +133,7 @@ class ProcessSet:
         stopped = [t for name in names if (t := self.tracked(name)) is not None]
         # Each member with its start time: a pid that exits meanwhile and is reused is never signalled.
         trees = {e.name: [(pid, _start_time(pid)) for pid in process_tree(e.pid)] for e in stopped}
+        killed: list[tuple[int, float]] = []
         for entry in stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(entry.pid, signal.SIGTERM)
@@ -140,6 +144,12 @@ class ProcessSet:
                 if started is not None and _start_time(pid) == started:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
+                    killed.append((pid, started))
+        # A killed process lingers until its parent (or init, once the parent is gone) reaps it: wait for that, so
+        # nothing of the component is left when stop returns.
+        deadline = time.monotonic() + REAP_TIMEOUT_S
+        while any(_start_time(pid) == started for pid, started in killed) and time.monotonic() < deadline:
+            time.sleep(0.1)
         for name in names:
             self._pid_file(name).unlink(missing_ok=True)
         return [e.name for e in stopped]
