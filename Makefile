@@ -9,11 +9,10 @@ BIN := $(VENV)/bin
 CRM := $(BIN)/crm
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
-# Two pytest workers, a whole module each (its fixtures are per module), the longest modules first (tests/conftest.py):
-# most of a real-scheduler test waits on polls and heartbeats, so the other worker's module runs meanwhile.
-# docs/testing.md has the measurements.
+# Two pytest workers, a whole module each (its fixtures are per module): most of a real-scheduler test waits on
+# polls and heartbeats, so the other worker's modules run meanwhile. docs/testing.md has the measurements.
 PYTEST_WORKERS ?= 2
-PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: help venv browser redis cluster-up cluster-down demo bench test test-quick lint unit integration manifest docs gx-docs report up down status warehouse-up warehouse-down \
         psql lock dockerfile-lint image-replay clean

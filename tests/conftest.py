@@ -34,24 +34,6 @@ os.environ.update(
 )
 
 
-# The longest modules first (times in docs/testing.md): pytest-xdist hands out whole modules in collection order
-# (make test passes --no-loadscope-reorder, which would otherwise order them by their number of tests), so the long
-# ones start at once and the short ones fill in around them. Only the order of the run depends on this list.
-LONGEST_FIRST = (
-    "tests/integration/test_celery_cluster.py",
-    "tests/integration/test_local_airflow_cluster.py",
-    "tests/integration/test_pipeline_end_to_end.py",
-    "tests/integration/test_bench_smoke.py",
-    "tests/integration/test_airbyte_path.py",
-    "tests/integration/test_pii.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Wall time per test module (setup, call and teardown summed), after pytest's slowest tests: what
