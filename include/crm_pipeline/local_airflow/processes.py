@@ -145,8 +145,8 @@ class ProcessSet:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                     killed.append((pid, started))
-        # A killed process lingers until its parent (or init, once the parent is gone) reaps it: wait for that, so
-        # nothing of the component is left when stop returns.
+        # SIGKILL is delivered, not awaited: a process in uninterruptible sleep exits only when that ends. Wait for
+        # it (a zombie counts as gone), so nothing of the component runs when stop returns.
         deadline = time.monotonic() + REAP_TIMEOUT_S
         while any(_start_time(pid) == started for pid, started in killed) and time.monotonic() < deadline:
             time.sleep(0.1)
