@@ -58,7 +58,7 @@ image-replay: venv ## replay the Dockerfile's steps without Docker: pip install 
 	@echo "==> replaying the image build (first time: pip installs the lock, about 90 s)"
 	@$(BIN)/python -m crm_pipeline.image_replay
 
-test-quick: venv ## everything make test runs but the real-scheduler tier (marked slow): the edit-test loop
+test-quick: venv browser ## everything make test runs but the real-scheduler tier (marked slow): the edit-test loop
 	@$(CRM) manifest >/dev/null
 	@$(BIN)/pytest $(PARALLEL) -m "not slow"
 

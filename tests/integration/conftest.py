@@ -127,6 +127,9 @@ class LocalAirflow:
     def env(self, warehouse: WarehouseUrl, variables: dict[str, str]) -> dict[str, str]:
         deploy(warehouse)
         env = {**os.environ, **airflow_environment(warehouse, self.metadata, airflow_home=self.home)}
+        # The worker's own Cosmos cache: dbt's partial parse is only valid for the database it was written for, and
+        # the other worker's transforms (another database) would overwrite a shared one under this one's tasks.
+        env["AIRFLOW__COSMOS__CACHE_DIR"] = str(self.home / "cosmos")
         env.update({f"AIRFLOW_VAR_{k.upper()}": v for k, v in variables.items()})
         return env
 

@@ -17,6 +17,7 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow  # seven minutes of whole transforms: in make test, not in the edit-test loop
 def test_bench_writes_every_measurement_with_its_baseline(tmp_path: Path) -> None:
     out = tmp_path / "BENCHMARKS.md"
     result = subprocess.run(

@@ -38,6 +38,7 @@ from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.local_airflow.environment import airflow_environment
 from crm_pipeline.local_airflow.runner import VENV_BIN, LocalStack
 from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
+from crm_pipeline.paths import DAGS_DIR
 from crm_pipeline.warehouse.locate import drop_database
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -45,7 +46,8 @@ TRANSFORM_DAG_ID = "crm_transform"
 
 
 def orchestrated_transform(warehouse: WarehouseUrl, stack: LocalStack, conf: dict[str, Any] | None = None) -> float:
-    """``airflow dags test crm_transform`` on ``warehouse``, with the local stack's metadata DB; its wall time."""
+    """``airflow dags test crm_transform`` on ``warehouse``, with the local stack's metadata DB; its wall time. Only
+    the transform's file is parsed (``-f``), as a deployment's task process parses only its DAG's file."""
     env = {
         **os.environ,
         **airflow_environment(warehouse, stack.metadata, airflow_home=Path(stack.env["AIRFLOW_HOME"])),
@@ -53,7 +55,10 @@ def orchestrated_transform(warehouse: WarehouseUrl, stack: LocalStack, conf: dic
     }
     started = time.perf_counter()
     run = subprocess.run(
-        [str(VENV_BIN / "airflow"), "dags", "test", TRANSFORM_DAG_ID, *(["-c", json.dumps(conf)] if conf else [])],
+        [
+            *(str(VENV_BIN / "airflow"), "dags", "test", TRANSFORM_DAG_ID, "-f", str(DAGS_DIR / "crm_transform.py")),
+            *(["-c", json.dumps(conf)] if conf else []),
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -115,5 +115,20 @@ def dbt_task_group(group_id: str) -> TaskGroup:
     the last folder's group (Cosmos 1.15), which would show mart tests under staging."""
     with TaskGroup(group_id, tooltip="dbt via Cosmos, layer by layer") as group:
         layers = [_layer(*layer) for layer in LAYERS]
+        share_parse_cache(layers)
         chain(*layers)
     return group
+
+
+def share_parse_cache(layers: list[DbtTaskGroup]) -> None:
+    """Point every layer's tasks at the first layer's partial-parse cache.
+
+    Cosmos keeps one cache per task group, but the four layers parse the same project with the same profile. With
+    one cache per layer, the first task of each layer parses the whole project again whenever the cache is cold or
+    was written for another profile (dbt hashes the connection, database included, into its partial-parse check):
+    four full parses instead of one (docs/performance.md)."""
+    tasks = [task for layer in layers for task in layer.iter_tasks() if getattr(task, "cache_dir", None) is not None]
+    if tasks:
+        shared = tasks[0].cache_dir
+        for task in tasks:
+            task.cache_dir = shared
