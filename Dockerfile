@@ -10,7 +10,8 @@ ENV PYTHONPATH="/usr/local/airflow/include" \
     DBT_SEND_ANONYMOUS_USAGE_STATS="False" \
     DO_NOT_TRACK="1" \
     GX_ANALYTICS_ENABLED="False" \
-    AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY="20"
+    AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY="20" \
+    AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD="True"
 
 # Build the dbt manifest into the image: Cosmos renders from it (LoadMode.DBT_MANIFEST), so parsing a DAG never
 # runs dbt. `make manifest` runs the same `dbt parse` locally. Parsing needs no warehouse connection.

@@ -101,6 +101,8 @@ def airflow_environment(
         "DO_NOT_TRACK": "1",
         # OpenLineage: every task's lineage event, appended to a file beside the logs (docs/operations.md).
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "crm",
+        # Each task's lineage events from a thread of the task process, not a fork of it (decision 25).
+        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
             {"type": "file", "log_file_path": str(lineage_dir / "events.jsonl"), "append": True}
         ),
