@@ -173,6 +173,16 @@ def test_every_dbt_task_checks_its_selection_and_freezes_the_heap_first(probe: d
     assert {t["pool"] for t in tasks} == {"dbt"}
 
 
+def test_the_transforms_layers_share_one_partial_parse_cache(probe: dict[str, Any]) -> None:
+    """dbt rejects a partial parse written for another database, so a cache per Cosmos task group would parse the
+    whole project once per layer on a new database (decision 25)."""
+    tasks = [t for t in probe["dags"]["crm_transform"]["tasks"] if t["task_id"].startswith("transform.")]
+    layers = {t["task_id"].split(".")[1] for t in tasks}
+    assert layers == {"staging", "snapshots", "intermediate", "marts"}
+    (cache,) = {t["cache_dir"] for t in tasks}
+    assert cache is not None and cache.endswith("crm_transform__transform__staging"), cache
+
+
 @pytest.mark.parametrize(
     "offence",
     [
