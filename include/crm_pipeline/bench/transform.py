@@ -56,7 +56,8 @@ def orchestrated_transform(warehouse: WarehouseUrl, stack: LocalStack, conf: dic
     started = time.perf_counter()
     run = subprocess.run(
         [
-            *(str(VENV_BIN / "airflow"), "dags", "test", TRANSFORM_DAG_ID, "-f", str(DAGS_DIR / f"{TRANSFORM_DAG_ID}.py")),
+            *(str(VENV_BIN / "airflow"), "dags", "test", TRANSFORM_DAG_ID),
+            *("-f", str(DAGS_DIR / f"{TRANSFORM_DAG_ID}.py")),
             *(["-c", json.dumps(conf)] if conf else []),
         ],
         env=env,
