@@ -87,7 +87,7 @@ print(
                             "outlets": sorted(getattr(o, "uri", None) or getattr(o, "name", "") for o in t.outlets),
                             "pre_execute": getattr(getattr(t, "_pre_execute_hook", None), "__qualname__", None),
                             "operator": type(t).__name__,
-                            "cache_dir": str(getattr(t, "cache_dir", None) or "") or None,
+                            "cache_dir": str(t.cache_dir) if getattr(t, "cache_dir", None) else None,
                         }
                         for t in dag.tasks
                     ],

@@ -86,12 +86,16 @@ class Cluster:
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> tuple[str, str]:
         """Trigger a run (after the DAG's runs so far have ended); (its id, its final state) once it has ended. By
         its own run id: a scheduled run may start meanwhile (an hour boundary)."""
-        self.wait(lambda: all(state in ("success", "failed") for _, _, state in self.runs(dag_id)), 1200, dag_id)
+        self.wait(lambda: self.ended(dag_id), 1200, dag_id)
         run_id = f"manual__test_{time.time_ns()}"
         self.airflow("dags", "trigger", dag_id, "-c", json.dumps(conf), "--run-id", run_id)
         state = lambda: {r: s for r, _, s in self.runs(dag_id)}.get(run_id)  # noqa: E731
         self.wait(lambda: state() in ("success", "failed"), 1200, run_id)
         return run_id, str(state())
+
+    def ended(self, dag_id: str) -> bool:
+        """No run of the DAG is queued or running."""
+        return all(state in ("success", "failed") for _, _, state in self.runs(dag_id))
 
     def wait(self, done: Any, seconds: float, what: object = "") -> None:
         wait(done, seconds, what)
@@ -317,11 +321,10 @@ def quiet_transform(cluster: Cluster) -> None:
 
     Its runs end first, then it is paused: the scheduler does not advance a paused DAG's runs, so a run caught by
     the pause (one an hourly run's assets started at the hour) would hold raw for good."""
-    ended = lambda: all(s in ("success", "failed") for _, _, s in cluster.runs(TRANSFORM_DAG_ID))  # noqa: E731
     for _ in range(5):
-        cluster.wait(ended, 1200, f"{TRANSFORM_DAG_ID}'s runs to end")
+        cluster.wait(lambda: cluster.ended(TRANSFORM_DAG_ID), 1200, f"{TRANSFORM_DAG_ID}'s runs to end")
         cluster.airflow("dags", "pause", TRANSFORM_DAG_ID)
-        if ended():
+        if cluster.ended(TRANSFORM_DAG_ID):
             return
         cluster.airflow("dags", "unpause", TRANSFORM_DAG_ID)  # a run started meanwhile: let it end, then again
     raise AssertionError(f"{TRANSFORM_DAG_ID} kept starting runs: {cluster.runs(TRANSFORM_DAG_ID)}")
