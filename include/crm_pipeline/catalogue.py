@@ -268,18 +268,35 @@ class Catalogue(BaseModel):
         return {cadence: tuple(specs) for cadence, specs in groups.items()}
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key a mapping already has. The stock loader keeps the last one silently,
-    so a second ``streams:`` block, or a stream with ``frequency`` twice, would drop what came first unseen."""
+class _UniqueKeys:
+    """Refuse a key a mapping already has. PyYAML's stock loaders keep the last one silently, so a second
+    ``streams:`` block, or a stream with ``frequency`` twice, would drop what came first unseen."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[attr-defined]
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc, no-any-return]
+
+
+class _UniqueKeyLoader(_UniqueKeys, yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader: its messages name the problem where it is (an unclosed bracket at the
+    bracket, not at the end of the file), so a file that fails is read again with it for the message."""
+
+
+class _FastUniqueKeyLoader(_UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same on libyaml's parser: every task process parses its DAG file, which loads the catalogue, and the
+    pure-Python parser was a sixth of that parse (docs/performance.md)."""
+
+
+def _parse(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_FastUniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - raises again, with the clearer message
 
 
 def _one_line(error: yaml.YAMLError) -> str:
@@ -302,7 +319,7 @@ def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
     except UnicodeDecodeError as exc:
         raise CatalogueError(f"{name}: not UTF-8 text (byte {exc.start} cannot be decoded)") from None
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        document = _parse(text)
     except yaml.YAMLError as exc:
         raise CatalogueError(f"{name}: not valid YAML: {_one_line(exc)}") from None
     if not isinstance(document, dict) or not isinstance(document.get("streams"), list):

@@ -18,6 +18,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
+from crm_pipeline.orchestration import dbt_flag_source
 from crm_pipeline.paths import DBT_PROJECT_DIR, TRANSFORMER_CONN_ID, dbt_manifest_path
 
 SELECTION_TASK_ID = "arrived"  # the transform DAG's first task: its XCom says which dbt nodes run
@@ -94,7 +95,8 @@ def skip_unless_selected(context: Any) -> None:
 
 
 def before_dbt(context: Any) -> None:
-    """Each dbt task's ``pre_execute``: skip unless selected (``skip_unless_selected``), then freeze the heap.
+    """Each dbt task's ``pre_execute``: skip unless selected (``skip_unless_selected``), name dbt's behaviour flag
+    sources without reading the stack's source files (``dbt_flag_source.py``), then freeze the heap.
 
     After every dbtRunner call Cosmos resets dbt's adapters and runs a full ``gc.collect()`` (Cosmos issue 2334),
     which walks every object the task process holds: Airflow, Cosmos, dbt and GX, imported and alive for the whole
@@ -103,6 +105,7 @@ def before_dbt(context: Any) -> None:
     0.5 s, the transform DAG from 59 s to 41 s. What is frozen is never collected, which in a task's own process
     (how executors run tasks) is the imports and the DAG, alive until the process ends anyway."""
     skip_unless_selected(context)
+    dbt_flag_source.install()
     gc.freeze()
 
 
