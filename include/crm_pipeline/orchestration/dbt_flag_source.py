@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from dbt_common import behavior_flags
+FLAGS_MODULE = "dbt_common.behavior_flags"  # imported only by install(): DAG files import this module, not dbt
 
 
 def flag_source() -> str:
@@ -21,7 +21,7 @@ def flag_source() -> str:
     frame = sys._getframe(1)
     while frame is not None:
         name = frame.f_globals.get("__name__")
-        if isinstance(name, str) and name != behavior_flags.__name__ and name in sys.modules:
+        if isinstance(name, str) and name != FLAGS_MODULE and name in sys.modules:
             return name
         frame = frame.f_back  # type: ignore[assignment]
     return "Unknown"
@@ -29,4 +29,6 @@ def flag_source() -> str:
 
 def install() -> None:
     """Use :func:`flag_source` from now on in this process (idempotent)."""
+    from dbt_common import behavior_flags
+
     behavior_flags.BehaviorFlagRendered._default_source = staticmethod(flag_source)  # type: ignore[method-assign]
