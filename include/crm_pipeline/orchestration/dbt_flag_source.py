@@ -3,7 +3,7 @@
 dbt-common 1.x names a behaviour flag's source by walking ``inspect.stack()`` every time an adapter starts, even
 when the flag names its source. ``inspect.stack()`` reads the source file of every frame on the stack, and a Cosmos
 task's stack is about seventy frames of Airflow, Cosmos, click and dbt in a process that has read none of them:
-a sixth of each dbt task's CPU on the real scheduler (docs/performance.md). The answer only labels a log event.
+13 % of each dbt task's CPU on the real scheduler (docs/performance.md, decision 26), to label a log event.
 
 :func:`install` replaces that walk with one over the frames' module names, which gives the same name without
 reading a file. It changes nothing else in dbt.
