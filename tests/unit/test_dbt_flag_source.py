@@ -34,7 +34,7 @@ def _sources() -> list[str]:
 
 def test_the_cheaper_walk_names_the_same_modules(original: None) -> None:
     assert ORIGINAL is not dbt_flag_source.flag_source, "dbt-common's own walk, to compare with"
-    assert dbt_flag_source.FLAGS_MODULE == behavior_flags.__name__
+    assert behavior_flags.__name__ == dbt_flag_source.FLAGS_MODULE
     before = _sources()
     dbt_flag_source.install()
     assert behavior_flags.BehaviorFlagRendered._default_source is dbt_flag_source.flag_source
