@@ -16,8 +16,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,9 +30,10 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
+from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.local_airflow.environment import airflow_environment
 from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
-from crm_pipeline.orchestration.extract import pipeline_dag_ids
+from crm_pipeline.orchestration.extract import extract_dag_id, pipeline_dag_ids
 from crm_pipeline.paths import DAGS_DIR, LOCAL_DIR
 from crm_pipeline.warehouse.locate import drop_database, ensure_database, resolve_warehouse_url
 from crm_pipeline.warehouse.roles import apply_grants
@@ -65,6 +68,22 @@ def metadata_db(server: WarehouseUrl) -> Iterator[WarehouseUrl]:
     ensure_database(server, name)
     yield server.with_database(name)
     _drop_database(server, name)
+
+
+@contextmanager
+def copied_database(server: WarehouseUrl, source: WarehouseUrl, prefix: str) -> Iterator[WarehouseUrl]:
+    """A copy of ``source`` (``create database … template``; nobody may be connected to it), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server.with_database("postgres").libpq(), autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("create database {} template {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.Identifier(source.database)
+            )
+        )
+    try:
+        yield server.with_database(name)
+    finally:
+        _drop_database(server, name)
 
 
 @contextmanager
@@ -177,9 +196,32 @@ class LocalAirflow:
     def pipeline(
         self, warehouse: WarehouseUrl, extra_env: dict[str, str] | None = None, **variables: str
     ) -> dict[str, AirflowRun]:
-        """Every extract DAG, then the transform, each with ``airflow dags test`` (which runs one DAG and never
-        schedules another): one pass of the pipeline. Keyed by DAG id, in run order."""
-        return {dag_id: self.dags_test(dag_id, warehouse, extra_env, **variables) for dag_id in pipeline_dag_ids()}
+        """The extract DAGs side by side, as a scheduler runs them (each syncs its own streams), then the transform,
+        each with ``airflow dags test`` (which runs one DAG and never schedules another): one pass of the pipeline.
+        Keyed by DAG id, in run order. Side by side, one extract's wait (an Airbyte trigger's poll) costs no time.
+
+        Each extract starts once the one before has created its run: ``dags test`` first writes the parsed DAG file
+        to the metadata database, and two processes writing the same file's DAGs at once race on its rows. A DAG
+        with a configured Airbyte connection starts first: its job waits for the trigger's first poll (60 s)."""
+        *extracts, transform = pipeline_dag_ids()
+        by_airbyte = {spec.airbyte_connection.variable: spec.cadence for spec in default_catalogue().enabled()}
+        waiting = {extract_dag_id(by_airbyte[v]) for v in variables if v in by_airbyte}
+        extracts.sort(key=lambda dag_id: dag_id not in waiting)
+        deploy(warehouse)  # once, before the threads
+        with ThreadPoolExecutor(len(extracts)) as pool:
+            running = {}
+            for dag_id in extracts:
+                before = self.run_count(dag_id)
+                running[dag_id] = pool.submit(self.dags_test, dag_id, warehouse, extra_env, **variables)
+                while self.run_count(dag_id) == before and not running[dag_id].done():
+                    time.sleep(0.5)
+            runs = {dag_id: future.result() for dag_id, future in running.items()}
+        return {**runs, transform: self.dags_test(transform, warehouse, extra_env, **variables)}
+
+    def run_count(self, dag_id: str) -> int:
+        with psycopg.connect(self.metadata.libpq()) as conn:
+            row = conn.execute("select count(*) from dag_run where dag_id = %s", (dag_id,)).fetchone()
+        return int(row[0]) if row else 0
 
     def asset_events(self, dag_id: str, run_id: str) -> dict[str, str]:
         """``{asset uri: task that emitted it}`` for one run."""
