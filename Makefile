@@ -60,7 +60,7 @@ image-replay: venv ## replay the Dockerfile's steps without Docker: pip install 
 
 test-quick: venv browser ## everything make test runs but the real-scheduler tier (marked slow): the edit-test loop
 	@$(CRM) manifest >/dev/null
-	@$(BIN)/pytest $(PARALLEL) -m "not slow"
+	@$(BIN)/pytest $(PARALLEL) --no-loadscope-reorder --longest-first -m "not slow"
 
 unit: venv ## only the fast tests
 	@$(BIN)/pytest -m "not integration"

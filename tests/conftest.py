@@ -34,6 +34,33 @@ os.environ.update(
 )
 
 
+# The modules that take longest outside the slow tier, longest first (docs/testing.md has their measured times).
+LONGEST_FIRST = (
+    "tests/integration/test_pipeline_end_to_end.py",
+    "tests/integration/test_dbt_model.py",
+    "tests/integration/test_extract_params.py",
+    "tests/integration/test_transform_lease.py",
+    "tests/integration/test_raw_gate.py",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--longest-first",
+        action="store_true",
+        help="run the modules of LONGEST_FIRST first (with xdist: and --no-loadscope-reorder), the rest as collected",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--longest-first`` (``make test-quick``), the long modules go first: xdist hands modules to its
+    workers in this order, so the end-to-end module no longer starts last while the other worker idles."""
+    if not config.getoption("--longest-first"):
+        return
+    rank = {module: index for index, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Wall time per test module (setup, call and teardown summed), after pytest's slowest tests: what
