@@ -7,6 +7,7 @@ schemas again, so every check on the analyst also shows that its access followed
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,6 +193,55 @@ def test_the_loader_writes_raw_only(secured: WarehouseUrl) -> None:
             # Its lease and job tables, and quarantine: emptying a raw table for a replay drops its rows.
             if audit.as_string() not in {f'"crm_audit"."{t}"' for t in (*LOADER_AUDIT_TABLES, "quarantine")}:
                 assert denied(conn, sql.SQL("select 1 from {} limit 1").format(audit)), audit.as_string()
+
+
+def test_the_loader_passes_airbytes_connection_check_and_creates_no_schema(secured: WarehouseUrl) -> None:
+    """What Airbyte's Postgres destination (3.x) runs as its user, replayed as ``crm_loader`` (docs/raw-contract.md):
+    the connection check in the default schema docs/deploy.md names, and a dedup sync's table beside the raw table.
+    The CREATE on the database that the check's ``create schema if not exists`` needs creates nothing for the
+    loader: no schema (one named after another role would come first on that role's search_path), no publication."""
+    name = f"_airbyte_connection_test_{uuid.uuid4().hex}"
+    check = sql.Identifier("raw_hubspot", name)
+    with as_role(secured, LOADER) as conn:
+        conn.execute("create schema if not exists raw_hubspot")
+        with conn.transaction():
+            conn.execute(sql.SQL("drop table if exists {}").format(check))
+            conn.execute(
+                sql.SQL(
+                    "create table if not exists {} (_airbyte_raw_id varchar not null, _airbyte_extracted_at"
+                    " timestamp with time zone not null, _airbyte_meta jsonb not null, _airbyte_generation_id bigint"
+                    " not null, test_key varchar not null)"
+                ).format(check)
+            )
+        index = sql.Identifier(f"idx_extracted_at_{name}")  # PostgreSQL cuts it to 63 characters, as there
+        conn.execute(sql.SQL("create index if not exists {} on {} (_airbyte_extracted_at)").format(index, check))
+        with conn.cursor().copy(sql.SQL("copy {} from stdin with (format csv)").format(check)) as copy:
+            copy.write(f"{uuid.uuid4()},{datetime.now(UTC).isoformat()},{{}},0,test-value\n")
+        assert conn.execute(sql.SQL("select count(*) from {}").format(check)).fetchone() == (1,)
+        conn.execute(sql.SQL("drop table if exists {}").format(check))
+
+        # A dedup sync: COPY into a table of its own in the raw schema, upsert into the raw table, drop it.
+        with conn.transaction(force_rollback=True):
+            conn.execute("create table raw_hubspot.owners_airbyte_tmp (like raw_hubspot.owners)")
+            conn.execute("insert into raw_hubspot.owners_airbyte_tmp select * from raw_hubspot.owners limit 5")
+            conn.execute(
+                "update raw_hubspot.owners t set _airbyte_meta = s._airbyte_meta"
+                " from raw_hubspot.owners_airbyte_tmp s where t.id = s.id"
+            )
+            conn.execute("drop table raw_hubspot.owners_airbyte_tmp")
+
+        assert conn.execute("select has_database_privilege(current_database(), 'create')").fetchone() == (True,)
+        for statement, created in (
+            ("create schema crm_transformer", "crm_transformer"),
+            ("create schema if not exists loader_scratch", "loader_scratch"),
+            ("create publication loader_everything", "loader_everything"),
+        ):
+            with pytest.raises(errors.InsufficientPrivilege, match=f"crm_loader may not run .* create {created}"):
+                conn.execute(statement)
+        created_schemas = conn.execute(
+            "select nspname from pg_namespace where nspname in ('crm_transformer', 'loader_scratch')"
+        ).fetchall()
+        assert created_schemas == []
 
 
 def test_the_transformer_reads_raw_and_cannot_change_it(secured: WarehouseUrl) -> None:

@@ -12,7 +12,9 @@ own Airflow connection (``crm_warehouse_<role>``, ``warehouse/locate.py``):
 * ``crm_auditor`` reads ``crm_audit``: gate results, quarantine, verdicts, the audit log; it records the freshness
   checks it makes. Nothing else.
 
-None is a superuser, none may create roles, databases or schemas. Each owns what it builds and nothing more: the
+None is a superuser, none may create roles, databases or schemas (the loader holds CREATE on the database, which
+Airbyte's destination asks for, and an event trigger refuses every object it would create with it:
+``loader_guard.py``). Each owns what it builds and nothing more: the
 loader its raw tables (as Airbyte's destination user does: a new source column is an ``ALTER TABLE``), the
 transformer dbt's relations (dbt replaces and comments them). The schemas, the ``crm_audit`` tables, the audit
 log and the functions stay with the role that runs the grants (the ``crm_warehouse`` connection's user, the
@@ -45,7 +47,7 @@ from psycopg import sql
 
 from crm_pipeline.catalogue import Catalogue, default_catalogue
 from crm_pipeline.paths import LOCAL_DIR, WAREHOUSE_CONN_ID
-from crm_pipeline.warehouse import audit_log, dependent_views, pii, publish
+from crm_pipeline.warehouse import audit_log, dependent_views, loader_guard, pii, publish
 from crm_pipeline.warehouse.ddl import run_ddl
 from crm_pipeline.warehouse.structure import (
     AUDIT_SCHEMA,
@@ -183,10 +185,12 @@ def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql
     statements: list[sql.Composable] = []
     for r in ROLES:
         statements += _role_statements(conn, r)
-    # Nobody but the owner creates objects in the database or in public.
+    # Nobody but the owner creates objects in the database or in public. The loader holds CREATE on the database
+    # for Airbyte's `create schema if not exists`, while an event trigger refuses what it would create with it.
     statements += [
         sql.SQL("revoke create on database {} from public").format(sql.Identifier(conn.info.dbname)),
         sql.SQL("revoke create on schema public from public"),
+        loader_guard.database_create(conn, LOADER.name),
     ]
     # The owner manages what the loader and the transformer own (see the module's docstring).
     statements += [sql.SQL("grant {}, {} to current_user").format(loader, transformer)]
@@ -252,6 +256,7 @@ def apply_grants(
     Returns the roles."""
     catalogue = catalogue or default_catalogue()
     install_structure(conn, catalogue)
+    loader_guard.install(conn, LOADER.name)
     pii.install_key(conn, pepper or pii.pii_pepper())
     run_ddl(conn, grant_statements(conn, catalogue))
     with conn.transaction():
