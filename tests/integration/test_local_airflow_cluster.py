@@ -10,7 +10,7 @@ running Airflow (a module fixture: starting it costs a minute):
    recovery alert;
 4. `make down` stops every process `make up` started.
 
-The backfill (8 days, side by side, with a transform reading raw in the middle of it) runs on the Celery cluster
+The backfill (4 days, side by side, with a transform reading raw in the middle of it) runs on the Celery cluster
 (test_celery_cluster.py).
 
 Runs in its own CRM_LOCAL_DIR (its own embedded warehouse, AIRFLOW_HOME and ports), so a developer's running
