@@ -304,7 +304,6 @@ def test_the_pipeline_roles_use_the_structure_and_cannot_change_it(secured: Ware
         assert denied(conn, "create table crm_audit.not_deployed (id int)")
         assert denied(conn, "alter table crm_audit.quarantine add column sneaky text")
         assert denied(conn, "alter schema marts rename to marts_mine")
-        assert denied(conn, "select crm_audit.drop_dependent_views('raw_hubspot', 'contacts')")
     with as_role(secured, LOADER) as conn:
         assert denied(conn, "select crm_audit.swap_marts()")
         assert denied(conn, "create schema raw_elsewhere")
@@ -366,25 +365,30 @@ def test_grants_run_by_a_role_that_may_not_create_roles_say_what_to_do(secured: 
     assert "'crm_analyst' may not" in problem and "crm warehouse grants" in problem
 
 
-def test_the_loader_changes_its_raw_tables_and_drops_only_the_views_on_them(server: WarehouseUrl) -> None:
-    """A retyped source column (Airbyte alters the raw table) needs the staging views on that table dropped, and
-    staging belongs to the transformer: the loader gets that one step through ``crm_audit.drop_dependent_views``,
-    for the tables it owns only."""
-    spec = default_catalogue().get("hubspot.deals")
-    with scratch_database(server, "crm_roles_drift") as warehouse:
-        with psycopg.connect(warehouse.libpq()) as conn:
-            apply_grants(conn)
-        with psycopg.connect(role_url(warehouse, LOADER).libpq()) as conn:
-            run_sync(conn, spec, seed=5, scale="XS")
-            conn.commit()
-        with as_role(warehouse, TRANSFORMER) as conn:
-            conn.execute("create view staging.deals_probe as select * from raw_hubspot.deals")
-            conn.execute("create table staging.unrelated (id int)")
-        with psycopg.connect(role_url(warehouse, LOADER).libpq()) as conn:
-            run_sync(conn, spec, seed=5, scale="XS", faults=(Fault(stream=spec.key, kind="retyped_column"),))
-            conn.commit()
-            with pytest.raises(errors.InsufficientPrivilege, match="does not own the table"):
-                conn.execute("select crm_audit.drop_dependent_views('crm_audit', 'quarantine')")
-        with psycopg.connect(warehouse.libpq()) as conn:
-            left = conn.execute("select table_name from information_schema.tables where table_schema = 'staging'")
-            assert [name for (name,) in left.fetchall()] == ["unrelated"]
+def test_the_destinations_overwrite_and_schema_changes_succeed_as_the_loader_after_a_transform(
+    secured: WarehouseUrl,
+) -> None:
+    """What destination-postgres 3.x sends, with its ``drop_cascade`` off (docs/raw-contract.md), as ``crm_loader``
+    on a warehouse that dbt built and published twice: a full refresh overwrite (drop the table, rename the new one
+    in, in one transaction), a deleted field (``DROP COLUMN`` without CASCADE), a retyped field (``ALTER COLUMN ...
+    TYPE`` with the destination's USING) and a new one. Nothing depends on a raw table, so each succeeds. Rolled
+    back: the module's other tests read this warehouse."""
+    with as_role(secured, LOADER) as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute("create table raw_hubspot.deal_pipelines_new (like raw_hubspot.deal_pipelines)")
+            conn.execute("drop table if exists raw_hubspot.deal_pipelines")
+            conn.execute("alter table raw_hubspot.deal_pipelines_new rename to deal_pipelines")
+        for change in (
+            'alter table raw_hubspot.deals drop column "properties_dealname"',
+            'alter table raw_hubspot.deals alter column "properties_dealname" type jsonb'
+            ' using to_jsonb("properties_dealname")',
+            'alter table raw_hubspot.contacts alter column "createdAt" type varchar using "createdAt"::varchar',
+            'alter table raw_salesforce."Opportunity" add column "Custom_Field__c" varchar',
+        ):
+            with conn.transaction(force_rollback=True):
+                conn.execute(change)
+    with psycopg.connect(secured.libpq()) as conn:
+        (views,) = conn.execute(  # type: ignore[misc]
+            "select count(*) from pg_views where schemaname not in ('pg_catalog', 'information_schema')"
+        ).fetchone()
+    assert views == 0, "no view in the warehouse, so none can hold a raw table in place"

@@ -136,11 +136,8 @@ _FITS: dict[str, str] = {
 
 def _restore_type(conn: psycopg.Connection, spec: StreamSpec, column: str, actual: str, wanted: str) -> None:
     """The source sends a retyped column with its contract type again: the destination changes the column back,
-    as it propagated the change before. Views reading the table must go first (PostgreSQL refuses to retype a
-    column a view uses); dbt recreates them on its next run."""
-    from crm_pipeline.warehouse.dependent_views import drop_dependent_views
-
-    drop_dependent_views(conn, spec.raw_schema, spec.stream)
+    as it propagated the change before. No view reads a raw table (staging models are tables), so nothing stands
+    in the way."""
     ident = sql.Identifier(column)
     as_text = sql.SQL("{}::text").format(ident)
     if wanted == "timestamp with time zone" and actual == "timestamp without time zone":

@@ -53,12 +53,29 @@ ACTIVITY_TABLES = (
 )
 # Raw business records that list their contacts: the person's id is removed from the list.
 CONTACT_LISTS = (("raw_hubspot", "deals", "contacts"), ("raw_hubspot", "companies", "contacts"))
-# dbt's tables of people and of activities: rows matching the person are deleted.
-PERSON_MODELS = ("int_people__unioned", "int_people__resolved", "dim_contacts")
-ACTIVITY_MODELS = ("int_activities__unioned", "fct_activities")
+# dbt's tables of people and of activities, staging's included (tables, not views): matching rows are deleted.
+PERSON_MODELS = (
+    "stg_hubspot__contacts",
+    "stg_salesforce__contacts",
+    "stg_salesforce__leads",
+    "int_people__unioned",
+    "int_people__resolved",
+    "dim_contacts",
+)
+ACTIVITY_MODELS = ("stg_hubspot__engagements", "stg_salesforce__tasks", "int_activities__unioned", "fct_activities")
 # Columns that identify a person in dbt's tables, and what they hold.
 KEY_COLUMNS = ("contact_key",)
-ID_COLUMNS = ("source_person_id", "contact_id", "hubspot_contact_id", "salesforce_contact_id", "salesforce_lead_id")
+ID_COLUMNS = (
+    "source_person_id",
+    "contact_id",
+    "lead_id",
+    "who_id",
+    "merged_contact_id",
+    "surviving_contact_id",
+    "hubspot_contact_id",
+    "salesforce_contact_id",
+    "salesforce_lead_id",
+)
 EMAIL_COLUMNS = ("email",)
 DBT_SCHEMAS = ("staging", "snapshots", "marts_build", "marts")
 ERASURE_LOCK_KEY = 0x43524D02  # one erasure at a time

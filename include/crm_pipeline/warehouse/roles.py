@@ -14,17 +14,15 @@ own Airflow connection (``crm_warehouse_<role>``, ``warehouse/locate.py``):
 
 None is a superuser, none may create roles, databases or schemas (the loader holds CREATE on the database, which
 Airbyte's destination asks for, and an event trigger refuses every object it would create with it:
-``loader_guard.py``). Each owns what it builds and nothing more: the
-loader its raw tables (as Airbyte's destination user does: a new source column is an ``ALTER TABLE``), the
-transformer dbt's relations (dbt replaces and comments them). The schemas, the ``crm_audit`` tables, the audit
-log and the functions stay with the role that runs the grants (the ``crm_warehouse`` connection's user, the
-owner), installed here first (``warehouse/structure.py``), so no pipeline role can alter them. The owner is made
-a member of the loader and the transformer, which lets it manage what they own (the erasure, dropping a staging
-view for a raw schema change) and nothing the superuser could not anyway.
+``loader_guard.py``). Each owns what it builds and nothing more: the loader its raw tables (as Airbyte's
+destination user does: a new source column is an ``ALTER TABLE``), the transformer dbt's relations (dbt replaces
+and comments them). The schemas, the ``crm_audit`` tables, the audit log and the functions stay with the role that
+runs the grants (the ``crm_warehouse`` connection's user, the owner), installed here first
+(``warehouse/structure.py``), so no pipeline role can alter them. The owner is made a member of the loader and the
+transformer, which lets it manage what they own (the erasure) and nothing the superuser could not anyway.
 
-Two steps need the owner's rights in a pipeline role's task, and get them through ``SECURITY DEFINER`` functions
-that do exactly that step: publishing renames the marts schemas (``crm_audit.swap_marts``, ``publish.py``) and a
-raw schema change drops the staging views on the table (``crm_audit.drop_dependent_views``).
+One step needs the owner's rights in a pipeline role's task, and gets them through a ``SECURITY DEFINER`` function
+that does exactly that step: publishing renames the marts schemas (``crm_audit.swap_marts``, ``publish.py``).
 
 Grants on a schema belong to the schema, not to its name. Publishing swaps ``marts_build`` and ``marts`` by renaming
 them, so the swap moves the analyst's access along in the same transaction (``crm_audit.grant_published``).
@@ -47,7 +45,7 @@ from psycopg import sql
 
 from crm_pipeline.catalogue import Catalogue, default_catalogue
 from crm_pipeline.paths import LOCAL_DIR, WAREHOUSE_CONN_ID
-from crm_pipeline.warehouse import audit_log, dependent_views, loader_guard, pii, publish
+from crm_pipeline.warehouse import audit_log, loader_guard, pii, publish
 from crm_pipeline.warehouse.ddl import run_ddl
 from crm_pipeline.warehouse.structure import (
     AUDIT_SCHEMA,
@@ -227,11 +225,8 @@ def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql
             sql.SQL(audit_log.RECORD_FUNCTION), loader, transformer
         ),
     ]
-    # The two steps that need the owner's rights, each one function (see the module's docstring).
-    statements += [
-        sql.SQL("grant execute on function {} to {}").format(sql.SQL(dependent_views.FUNCTION), loader),
-        sql.SQL("grant execute on function {} to {}").format(sql.SQL(publish.SWAP_FUNCTION), transformer),
-    ]
+    # The step that needs the owner's rights, as one function (see the module's docstring).
+    statements += [sql.SQL("grant execute on function {} to {}").format(sql.SQL(publish.SWAP_FUNCTION), transformer)]
     # dbt applies the PII treatments as the transformer; nobody else may hash guesses (warehouse/pii.py).
     statements += [
         sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(pii.PII_SCHEMA), transformer),

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from crm_pipeline.catalogue import Catalogue
-from crm_pipeline.warehouse import audit_log, dependent_views, pii, publish, transform_lease
+from crm_pipeline.warehouse import audit_log, pii, publish, transform_lease
 from crm_pipeline.warehouse.ddl import run_ddl, split_script
 
 SIMULATOR_SCHEMA = "crm_simulator"
@@ -45,4 +45,6 @@ def install_structure(conn: psycopg.Connection, catalogue: Catalogue) -> None:
     run_ddl(conn, split_script(freshness.DDL))
     run_ddl(conn, split_script(JOBS_DDL))
     publish.ensure_publish(conn)
-    dependent_views.ensure_function(conn)
+    # Staging models are tables now (docs/decisions.md #27): nothing for the loader to drop before a raw schema
+    # change, so the function that did it for the loader goes.
+    run_ddl(conn, ["drop function if exists crm_audit.drop_dependent_views(text, text)"])

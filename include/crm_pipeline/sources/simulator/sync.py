@@ -42,7 +42,6 @@ from crm_pipeline.sources.simulator.block import Block, Source, text_form, uuid4
 from crm_pipeline.sources.simulator.world import EPOCH, Scale, World
 from crm_pipeline.warehouse import audit_log
 from crm_pipeline.warehouse.ddl import ddl_transaction, ensure_schema, split_script
-from crm_pipeline.warehouse.dependent_views import drop_dependent_views
 
 FaultKind = Literal[
     "null_primary_key",
@@ -230,10 +229,6 @@ def _faulty_spec(conn: psycopg.Connection, spec: StreamSpec, kinds: set[str]) ->
     table = table_ident(spec)
     columns = dict(spec.columns)
     raw_tables.ensure_raw_table(conn, spec)
-    if kinds & {"dropped_column", "retyped_column", "naive_timestamps"}:
-        # PostgreSQL refuses to drop or retype a column a view uses; a destination applying such a schema change
-        # has to drop the dependent views. dbt recreates them on its next run.
-        drop_dependent_views(conn, spec.raw_schema, spec.stream)
     if "new_column" in kinds:  # Airbyte propagates a new source column: ALTER TABLE ADD COLUMN
         conn.execute(
             sql.SQL("alter table {} add column if not exists {} varchar").format(table, sql.Identifier(NEW_COLUMN))
@@ -245,12 +240,16 @@ def _faulty_spec(conn: psycopg.Connection, spec: StreamSpec, kinds: set[str]) ->
         columns.pop(dropped)
     if "retyped_column" in kinds:
         column = fault_column(spec, "retyped_column")
-        conn.execute(sql.SQL("alter table {} alter column {} type varchar").format(table, sql.Identifier(column)))
+        conn.execute(  # the destination's USING for a type other than jsonb (``matchSchemas``)
+            sql.SQL("alter table {} alter column {c} type varchar using {c}::varchar").format(
+                table, c=sql.Identifier(column)
+            )
+        )
         columns[column] = "string"
     if "naive_timestamps" in kinds and spec.cursor_field:
         conn.execute(
-            sql.SQL("alter table {} alter column {} type timestamp without time zone").format(
-                table, sql.Identifier(spec.cursor_field)
+            sql.SQL("alter table {} alter column {c} type timestamp using {c}::timestamp").format(
+                table, c=sql.Identifier(spec.cursor_field)
             )
         )
         columns[spec.cursor_field] = "timestamp_without_timezone"
