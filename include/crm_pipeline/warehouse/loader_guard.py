@@ -53,7 +53,10 @@ def install(conn: psycopg.Connection, loader: str) -> bool:
             _function_ddl(loader),
             f"revoke all on function {FUNCTION} from public",
         ]
-        if not installed(conn):
+        exists = conn.execute("select 1 from pg_event_trigger where evtname = %s", (TRIGGER,)).fetchone()
+        if exists:  # a superuser may have disabled it: the deploy turns it back on
+            statements.append(sql.SQL("alter event trigger {} enable").format(sql.Identifier(TRIGGER)))
+        else:
             tags = sql.SQL(", ").join(map(sql.Literal, GUARDED))
             statements.append(
                 sql.SQL("create event trigger {} on ddl_command_end when tag in ({}) execute function {}").format(
