@@ -5,11 +5,12 @@ metadata DB and warehouse on the cluster's own embedded PostgreSQL, which a test
 
 1. a clean pass: every extract DAG once, then the transform; the marts' checksums are the reference;
 2. the same pass again on a new, empty warehouse database, with a fault in each run, each recovered from through
-   retries: a worker killed (its whole process tree, SIGKILL) while a sync copies rows; PostgreSQL restarted
-   while a sync copies rows (the scheduler exits, and its supervisor starts it again); the scheduler killed
+   retries: a worker killed (its whole process tree, SIGKILL) while a sync writes rows; PostgreSQL restarted
+   while a sync writes rows (the scheduler exits, and its supervisor starts it again); the scheduler killed
    mid-run; a worker killed while a dbt task runs. Killed workers are started again by `make cluster-up`. The
-   marts then equal the clean pass's, no sync landed twice and the marts were published whole. To strike a COPY
-   in progress, the test holds the sync's raw table in SHARE mode, so the COPY waits until the fault is done;
+   marts then equal the clean pass's, no sync landed twice and the marts were published whole. To strike a write
+   in progress, the test holds the sync's raw table in SHARE mode, so the sync's write into it (the destination's
+   upsert from its temporary table) waits until the fault is done;
 3. a 4-day backfill of the daily extract, 2 runs at a time, with a transform holding raw in the middle of it:
    every run succeeds, nothing deadlocks, no batch lands twice, no history delivered again changes a mart, and
    no pool ever ran more tasks than its slots;
@@ -137,13 +138,14 @@ class Cluster:
                 return name
         return None
 
-    def copying(self, table: str) -> list[int]:
-        """Client ports of the warehouse sessions that are copying rows into ``table`` (``"schema"."name"``) now."""
-        with psycopg.connect(self.url("postgres")) as conn:
+    def waiting_to_write(self, table: str) -> list[int]:
+        """Client ports of the warehouse sessions waiting for a lock to write into ``table`` (``"schema"."name"``)."""
+        with psycopg.connect(self.url("crm")) as conn:
             rows = conn.execute(
-                "select client_port from pg_stat_activity where datname = 'crm' and state = 'active'"
-                " and starts_with(query, %s)",
-                (f"copy {table} ",),
+                "select a.client_port from pg_locks l join pg_stat_activity a on a.pid = l.pid"
+                " where l.database = (select oid from pg_database where datname = current_database())"
+                " and l.relation = to_regclass(%s) and not l.granted and a.state = 'active'",
+                (table,),
             ).fetchall()
         return [port for (port,) in rows if port]
 
@@ -224,10 +226,10 @@ def test_after_faults_and_retries_the_marts_equal_the_clean_pass(cluster: Cluste
     _new_warehouse_database(cluster)
     killed: list[tuple[str, str, str, int]] = []
 
-    # 1. A worker dies (SIGKILL to its whole tree) while one of its syncs copies rows.
-    with _copy_held(cluster, "hubspot.companies"):
+    # 1. A worker dies (SIGKILL to its whole tree) while one of its syncs writes rows.
+    with _write_held(cluster, "hubspot.companies"):
         run_id = cluster.trigger(DAILY)
-        copier, worker = _wait_for_copy(cluster, DAILY, run_id, "hubspot.companies")
+        copier, worker = _wait_for_write(cluster, DAILY, run_id, "hubspot.companies")
         # Only the held sync is sure to be cut short: the worker's other syncs finish in a fraction of a second at
         # S, and one that reports success between this look and the kill was never retried.
         killed.append(_task_holding(cluster, DAILY, run_id, copier))
@@ -235,10 +237,10 @@ def test_after_faults_and_retries_the_marts_equal_the_clean_pass(cluster: Cluste
     assert _started_again(cluster.restart_missing()) == [worker]
     assert cluster.finish(DAILY, run_id) == "success", _states(cluster, DAILY, run_id)
 
-    # 2. PostgreSQL restarts (fast: every session cut) while a sync copies rows.
-    with _copy_held(cluster, "hubspot.contacts"):
+    # 2. PostgreSQL restarts (fast: every session cut) while a sync writes rows.
+    with _write_held(cluster, "hubspot.contacts"):
         run_id = cluster.trigger(EVERY_6H)
-        copier, _ = _wait_for_copy(cluster, EVERY_6H, run_id, "hubspot.contacts")
+        copier, _ = _wait_for_write(cluster, EVERY_6H, run_id, "hubspot.contacts")
         cut = _task_holding(cluster, EVERY_6H, run_id, copier)
         cluster.crm("warehouse", "restart")
     killed.append(cut)
@@ -442,9 +444,9 @@ def _new_warehouse_database(cluster: Cluster) -> None:
 
 
 @contextmanager
-def _copy_held(cluster: Cluster, stream: str) -> Iterator[None]:
-    """Hold ``stream``'s raw table in SHARE mode, so that a sync's COPY into it waits, active, until the block
-    ends: the faults strike a COPY in progress however fast the simulator renders (a whole first sync of a stream
+def _write_held(cluster: Cluster, stream: str) -> Iterator[None]:
+    """Hold ``stream``'s raw table in SHARE mode, so that a sync's write into it waits, active, until the block
+    ends: the faults strike a write in progress however fast the simulator renders (a whole first sync of a stream
     at scale S takes well under a second, too short to catch by polling)."""
     spec = default_catalogue().get(stream)
     conn = psycopg.connect(cluster.warehouse, autocommit=True)
@@ -463,23 +465,23 @@ def _copy_held(cluster: Cluster, stream: str) -> Iterator[None]:
         conn.close()
 
 
-def _wait_for_copy(cluster: Cluster, dag_id: str, run_id: str, stream: str) -> tuple[int, str]:
-    """Wait until the run's sync of ``stream`` copies rows into its raw table; (the process copying, the worker it
-    runs on)."""
+def _wait_for_write(cluster: Cluster, dag_id: str, run_id: str, stream: str) -> tuple[int, str]:
+    """Wait until the run's sync of ``stream`` waits to write rows into its raw table; (the process writing, the
+    worker it runs on)."""
     found: list[tuple[int, str]] = []
     spec = default_catalogue().get(stream)
     table = f'"{spec.raw_schema}"."{spec.stream}"'
 
-    def copying() -> bool:
-        for port in cluster.copying(table):
+    def writing() -> bool:
+        for port in cluster.waiting_to_write(table):
             pid = _process_with_local_port(port)
             if pid is not None and (worker := cluster.worker_running(pid)) is not None:
                 found.append((pid, worker))
                 return True
-        assert cluster.state(dag_id, run_id) not in ENDED, "the run ended before a sync copied"
+        assert cluster.state(dag_id, run_id) not in ENDED, "the run ended before a sync wrote"
         return False
 
-    wait(copying, 600, f"a sync of {dag_id} copying rows", every=0.05)
+    wait(writing, 600, f"a sync of {dag_id} writing rows", every=0.05)
     return found[0]
 
 

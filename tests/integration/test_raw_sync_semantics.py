@@ -10,7 +10,7 @@ import pytest
 
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
 from crm_pipeline.quality.rules import raw_rules
-from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, prepare_raw_table, write_batch
+from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, prepare_raw_table, temp_table_name, write_batch
 from crm_pipeline.sources.simulator.sync import BAD_ROWS, NEW_COLUMN, Fault, run_sync
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -24,14 +24,23 @@ def _spec(mode: str) -> StreamSpec:
     return base.model_copy(update={"stream": f"semantics_{mode}", "sync_mode": mode, "cursor_field": cursor})
 
 
-def _write(conn: psycopg.Connection, spec: StreamSpec, sync_id: int, rows: list[tuple[str, datetime, str]]) -> None:
+def _write(
+    conn: psycopg.Connection,
+    spec: StreamSpec,
+    sync_id: int,
+    rows: list[tuple[str, datetime, str]],
+    *,
+    drop_cascade: bool = False,
+) -> None:
+    """One sync; a full refresh stream's generation is bumped at every job, as the platform does."""
     prepare_raw_table(conn, spec)
-    batch = SyncBatch(sync_id, datetime.now(UTC), 1)
+    generation = sync_id if spec.sync_mode == "full_refresh_overwrite" else 1
+    batch = SyncBatch(sync_id, datetime.now(UTC), generation)
     encoded = [
         encode_row(spec, {"id": key, "updatedAt": at, "email": email}, f"{sync_id}-{n}", batch)
         for n, (key, at, email) in enumerate(rows)
     ]
-    write_batch(conn, spec, iter(encoded))
+    write_batch(conn, spec, iter(encoded), generation_id=generation, drop_cascade=drop_cascade)
 
 
 def _table(conn: psycopg.Connection, spec: StreamSpec) -> list[tuple[Any, ...]]:
@@ -41,11 +50,17 @@ def _table(conn: psycopg.Connection, spec: StreamSpec) -> list[tuple[Any, ...]]:
 
 
 def test_full_refresh_overwrite_keeps_only_the_last_sync(warehouse: WarehouseUrl) -> None:
+    """The destination's overwrite: a temporary table in the raw schema, swapped in by DROP and RENAME."""
     spec = _spec("full_refresh_overwrite")
     with psycopg.connect(warehouse.libpq()) as conn:
         _write(conn, spec, 1, [("a", T0, "a1"), ("b", T0, "b1")])
+        first = conn.execute("select %s::regclass::oid", (f'raw_hubspot."{spec.stream}"',)).fetchone()
         _write(conn, spec, 2, [("b", T0, "b2"), ("c", T0, "c2")])
         assert _table(conn, spec) == [("b", "b2", 2), ("c", "c2", 2)]
+        second = conn.execute("select %s::regclass::oid", (f'raw_hubspot."{spec.stream}"',)).fetchone()
+        assert first != second, "a new table was renamed in"
+        temp = temp_table_name("raw_hubspot", spec.stream)
+        assert conn.execute("select to_regclass(%s)", (f"raw_hubspot.{temp}",)).fetchone() == (None,)
 
 
 def test_incremental_append_keeps_every_row_duplicates_included(warehouse: WarehouseUrl) -> None:
@@ -192,26 +207,29 @@ def test_an_append_sync_reads_the_last_cursor_value_again(warehouse: WarehouseUr
 
 
 def test_a_normal_sync_after_a_schema_fault_restores_the_contract(warehouse: WarehouseUrl) -> None:
-    """The source sends the contract types again, so the destination changes the columns back: a one-off fault
-    stops its own batch, not every later one (the raw gate's contract_column_types reads the table's types)."""
+    """The source sends the contract types again, so the destination changes the columns back with its own
+    ``USING`` (a plain cast, in a UTC session): a one-off fault stops its own batch, not every later one (the raw
+    gate's contract_column_types reads the table's types), and the values it wrote read as they were meant."""
     deals, account = default_catalogue().get("hubspot.deals"), default_catalogue().get("salesforce.Account")
     with psycopg.connect(warehouse.libpq()) as conn:
         faulted = _fault_sync(conn, "hubspot.deals", "retyped_column")
         _fault_sync(conn, "salesforce.Account", "naive_timestamps")
         naive = conn.execute('select max("SystemModstamp") from raw_salesforce."Account"').fetchone()[0]  # type: ignore[index]
-        unfit = [row[0] for row in conn.execute("select id from raw_hubspot.deals where archived = 'not-a-boolean'")]
-        assert len(unfit) == BAD_ROWS
+        as_text = dict(
+            conn.execute(
+                "select id, archived from raw_hubspot.deals where (_airbyte_meta->>'sync_id')::int = %s", (faulted,)
+            ).fetchall()
+        )
+        assert set(as_text.values()) <= {"true", "false", None} and as_text, "the source sent the values as text"
         conn.commit()
         run_sync(conn, deals, seed=3, scale="S")
         run_sync(conn, account, seed=3, scale="S")
         assert _columns(conn, "raw_hubspot", "deals")["archived"] == "boolean"
         assert _columns(conn, "raw_salesforce", "Account")["SystemModstamp"] == "timestamp with time zone"
-        still_faulted = conn.execute(
-            "select archived from raw_hubspot.deals where id = any(%s) and (_airbyte_meta->>'sync_id')::int = %s",
-            (unfit, faulted),
-        ).fetchall()
-        assert still_faulted and set(still_faulted) == {(None,)}, "a value that does not fit the type becomes null"
-        assert conn.execute("select count(*) from raw_hubspot.deals where archived is not null").fetchone()[0] > 0  # type: ignore[index]
+        back = dict(
+            conn.execute("select id, archived::text from raw_hubspot.deals where id = any(%s)", (list(as_text),))
+        )
+        assert all(back[key] == value for key, value in as_text.items() if value is not None and key in back)
         restored = conn.execute(
             'select max("SystemModstamp") from raw_salesforce."Account" where "SystemModstamp" <= %s',
             (naive.replace(tzinfo=UTC),),
@@ -221,6 +239,68 @@ def test_a_normal_sync_after_a_schema_fault_restores_the_contract(warehouse: War
             (types,) = [r for r in raw_rules(spec, datetime.now(UTC)) if r.rule == "contract_column_types"]
             query = types.kwargs["unexpected_rows_query"].replace("{batch}", f'{spec.raw_schema}."{spec.stream}"')
             assert conn.execute(query).fetchall() == [], f"{spec.key}: contract_column_types passes again"
+
+
+def test_a_value_the_restored_type_cannot_hold_fails_the_sync_and_loses_nothing(warehouse: WarehouseUrl) -> None:
+    """The destination casts with ``c::type`` and no fallback: once a retyped property holds free text, changing
+    it back fails the statement, so the sync fails, as a real one would, and the table keeps its rows and type
+    (docs/operations.md says what an operator does)."""
+    deals = default_catalogue().get("hubspot.deals")
+    with psycopg.connect(warehouse.libpq()) as conn:
+        _fault_sync(conn, "hubspot.deals", "retyped_column")
+        conn.execute(
+            "update raw_hubspot.deals set archived = 'maybe' where id = (select min(id) from raw_hubspot.deals)"
+        )
+        conn.commit()
+        rows = conn.execute("select count(*) from raw_hubspot.deals").fetchone()
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="boolean"):
+            run_sync(conn, deals, seed=3, scale="S")
+        conn.rollback()
+        assert _columns(conn, "raw_hubspot", "deals")["archived"] == "character varying"
+        assert conn.execute("select count(*) from raw_hubspot.deals").fetchone() == rows
+        state = conn.execute("select syncs from crm_simulator.sync_state where stream = 'hubspot.deals'").fetchone()
+        assert state == (2,), "the failed sync did not move the stream's clock"
+
+
+def test_the_next_sync_drops_a_column_the_source_no_longer_sends(warehouse: WarehouseUrl) -> None:
+    """The destination matches the table to the sync's catalogue: a property that came for one sync goes with the
+    next, by ``DROP COLUMN`` (its values with it, as Airbyte does)."""
+    companies = default_catalogue().get("hubspot.companies")
+    with psycopg.connect(warehouse.libpq()) as conn:
+        _fault_sync(conn, "hubspot.companies", "new_column")
+        assert NEW_COLUMN in _columns(conn, "raw_hubspot", "companies")
+        run_sync(conn, companies, seed=3, scale="S")
+        assert NEW_COLUMN not in _columns(conn, "raw_hubspot", "companies")
+
+
+def test_dedup_stages_its_batch_in_the_raw_schema_and_leaves_nothing_behind(warehouse: WarehouseUrl) -> None:
+    """The destination's temporary table lives beside the final one (not in a session's temporary schema), so the
+    loader needs nothing beyond the raw schema; it is dropped after the upsert."""
+    spec = _spec("incremental_append_deduped")
+    temp = temp_table_name("raw_hubspot", spec.stream)
+    with psycopg.connect(warehouse.libpq()) as conn:
+        conn.execute("create table public.created (identity text)")
+        conn.execute(
+            "create function public.note_created() returns event_trigger language plpgsql as $$ begin"
+            " insert into public.created select object_identity from pg_event_trigger_ddl_commands()"
+            " where command_tag = 'CREATE TABLE'; end $$"
+        )
+        conn.execute(
+            "create event trigger note_created on ddl_command_end when tag in ('CREATE TABLE')"
+            " execute function public.note_created()"
+        )
+        conn.commit()
+        try:
+            _write(conn, spec, 1, [("a", T0, "a1")])
+            _write(conn, spec, 2, [("a", T0 + timedelta(hours=1), "a2")])
+            created = [row[0] for row in conn.execute("select identity from public.created")]
+        finally:
+            conn.rollback()
+            conn.execute("drop event trigger note_created")
+            conn.commit()
+        assert created == [f"raw_hubspot.{spec.stream}", f"raw_hubspot.{temp}", f"raw_hubspot.{temp}"]
+        assert conn.execute("select to_regclass(%s)", (f"raw_hubspot.{temp}",)).fetchone() == (None,)
+        assert _table(conn, spec) == [("a", "a2", 2)]
 
 
 def test_empty_batch_writes_nothing_but_advances_the_clock(warehouse: WarehouseUrl) -> None:
@@ -249,13 +329,21 @@ def test_identity_ground_truth_links_both_crms(warehouse: WarehouseUrl) -> None:
         assert 0.95 * sf_contacts < sf_with_hubspot_twin <= sf_contacts
 
 
-def test_overwrite_keeps_the_views_that_read_the_table(warehouse: WarehouseUrl) -> None:
+def test_a_view_on_a_raw_table_stops_the_overwrite_unless_drop_cascade_drops_it(warehouse: WarehouseUrl) -> None:
+    """What the destination's ``DROP TABLE`` does to a view someone made on a raw table: without ``drop_cascade``
+    (its default) the swap fails and the table keeps its last rows; with it, the view goes."""
     spec = _spec("full_refresh_overwrite")
     with psycopg.connect(warehouse.libpq()) as conn:
         _write(conn, spec, 1, [("a", T0, "a1")])
         conn.execute(f'create view public.reads_it as select id, email from raw_hubspot."{spec.stream}"')
-        _write(conn, spec, 2, [("b", T0, "b2")])
-        assert conn.execute("select id, email from public.reads_it").fetchall() == [("b", "b2")]
+        conn.commit()
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="depend"):
+            _write(conn, spec, 2, [("b", T0, "b2")])
+        conn.rollback()
+        assert conn.execute("select id, email from public.reads_it").fetchall() == [("a", "a1")]
+        _write(conn, spec, 3, [("c", T0, "c3")], drop_cascade=True)
+        assert _table(conn, spec) == [("c", "c3", 3)]
+        assert conn.execute("select to_regclass('public.reads_it')").fetchone() == (None,)
 
 
 def test_schema_faults_leave_the_staging_tables_in_place(warehouse: WarehouseUrl) -> None:

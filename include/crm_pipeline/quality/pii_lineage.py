@@ -205,13 +205,13 @@ def compile_and_check(
     incremental filter projects nothing."""
     from crm_pipeline.catalogue import default_catalogue
     from crm_pipeline.local_airflow.runner import VENV_BIN, dbt_env
-    from crm_pipeline.sources.raw_tables import ensure_raw_table
+    from crm_pipeline.sources.raw_tables import create_raw_table
     from crm_pipeline.warehouse.locate import connect
 
     catalogue = default_catalogue()
     with connect(url) as conn:
         for spec in catalogue.streams:
-            ensure_raw_table(conn, spec)
+            create_raw_table(conn, spec)
             conn.commit()
     argv = [str(VENV_BIN / "dbt"), "compile", "--full-refresh", "--quiet", "--project-dir", str(project)]
     result = subprocess.run(

@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -36,7 +35,8 @@ from crm_pipeline.catalogue import (
     parse_frequency,
 )
 from crm_pipeline.sources import raw_tables
-from crm_pipeline.sources.raw_tables import CopyText, SyncBatch, encode_row, table_ident, write_batch
+from crm_pipeline.sources.contract import destination_column_name
+from crm_pipeline.sources.raw_tables import CopyText, SyncBatch, encode_row, write_batch
 from crm_pipeline.sources.simulator import hubspot, salesforce
 from crm_pipeline.sources.simulator.block import Block, Source, text_form, uuid4_texts
 from crm_pipeline.sources.simulator.world import EPOCH, Scale, World
@@ -57,7 +57,10 @@ FaultKind = Literal[
     "empty_batch",
 ]
 BAD_ROWS = 5
-NEW_COLUMN = "unexpected_new_field"
+# A custom property someone added in the portal, its name longer than PostgreSQL allows: the column the destination
+# makes of it is cut with a hash suffix (``contract.destination_column_name``).
+NEW_PROPERTY = "properties_renewal_likelihood_score_for_enterprise_accounts_in_emea_2026"
+NEW_COLUMN = destination_column_name(NEW_PROPERTY)
 
 
 SOURCES: dict[str, Source] = {"hubspot": hubspot.SOURCE, "salesforce": salesforce.SOURCE}
@@ -204,17 +207,19 @@ def _corrupt(spec: StreamSpec, record: dict[str, Any], kind: str, n: int) -> Non
         record[column] = [orphan] if spec.columns[column] == "array" else orphan
     elif kind == "new_column":
         record[NEW_COLUMN] = f"surprise-{n}"
-    elif kind == "retyped_column":
-        record[fault_column(spec, kind)] = "not-a-boolean"
 
 
 def with_faults(spec: StreamSpec, records: Iterator[dict[str, Any]], kinds: set[str]) -> Iterator[dict[str, Any]]:
     """Pass records through, corrupting the first ``BAD_ROWS`` per the fault kinds; lazily, in bounded memory."""
     if "empty_batch" in kinds:
         return
-    row_kinds = kinds - {"duplicate_primary_key", "dropped_column", "naive_timestamps"}
+    row_kinds = kinds - {"duplicate_primary_key", "dropped_column", "naive_timestamps", "retyped_column"}
+    retyped = fault_column(spec, "retyped_column") if "retyped_column" in kinds else None
     first: list[dict[str, Any]] = []
     for n, record in enumerate(records):
+        if retyped is not None and isinstance(record.get(retyped), bool):
+            # the property is a string now: the source sends each value as its text ("true", "false")
+            record[retyped] = json.dumps(record[retyped])
         if n < BAD_ROWS:
             for kind in row_kinds:
                 _corrupt(spec, record, kind, n)
@@ -224,36 +229,38 @@ def with_faults(spec: StreamSpec, records: Iterator[dict[str, Any]], kinds: set[
         yield from (dict(r) for r in first)
 
 
-def _faulty_spec(conn: psycopg.Connection, spec: StreamSpec, kinds: set[str]) -> StreamSpec:
-    """Apply the schema side of a fault the way the destination would see it, and the spec the batch now has."""
-    table = table_ident(spec)
+def sync_catalogue(spec: StreamSpec, kinds: set[str]) -> StreamSpec:
+    """The stream as this sync's source describes it: a schema fault is a change in the source's schema (a new
+    property, one deleted, one retyped, a cursor sent without its zone), which the destination then applies to the
+    table with its own statements (``raw_tables.match_columns``)."""
     columns = dict(spec.columns)
-    raw_tables.ensure_raw_table(conn, spec)
-    if "new_column" in kinds:  # Airbyte propagates a new source column: ALTER TABLE ADD COLUMN
-        conn.execute(
-            sql.SQL("alter table {} add column if not exists {} varchar").format(table, sql.Identifier(NEW_COLUMN))
-        )
+    if "new_column" in kinds:
         columns[NEW_COLUMN] = "string"
-    if "dropped_column" in kinds:  # the source stopped sending a column and the connection was refreshed
-        dropped = next(c for c in reversed(spec.columns) if c not in (*spec.primary_key, spec.cursor_field))
-        conn.execute(sql.SQL("alter table {} drop column if exists {}").format(table, sql.Identifier(dropped)))
-        columns.pop(dropped)
+    if "dropped_column" in kinds:
+        columns.pop(next(c for c in reversed(spec.columns) if c not in (*spec.primary_key, spec.cursor_field)))
     if "retyped_column" in kinds:
-        column = fault_column(spec, "retyped_column")
-        conn.execute(  # the destination's USING for a type other than jsonb (``matchSchemas``)
-            sql.SQL("alter table {} alter column {c} type varchar using {c}::varchar").format(
-                table, c=sql.Identifier(column)
-            )
-        )
-        columns[column] = "string"
+        columns[fault_column(spec, "retyped_column")] = "string"
     if "naive_timestamps" in kinds and spec.cursor_field:
-        conn.execute(
-            sql.SQL("alter table {} alter column {c} type timestamp using {c}::timestamp").format(
-                table, c=sql.Identifier(spec.cursor_field)
-            )
-        )
         columns[spec.cursor_field] = "timestamp_without_timezone"
-    return spec.model_copy(update={"columns": columns})
+    return spec if columns == spec.columns else spec.model_copy(update={"columns": columns})
+
+
+def _faults_of(faults: tuple[Fault, ...], spec: StreamSpec, number: int) -> set[str]:
+    return {f.kind for f in faults if f.stream == spec.key and f.sync in (None, number)}
+
+
+def _generation(spec: StreamSpec, state: tuple[Any, ...] | None) -> int:
+    """The sync's generation: the platform bumps a full refresh stream's at every job; others keep theirs."""
+    if state is None:
+        return 1
+    return int(state[-1]) + (1 if spec.sync_mode == "full_refresh_overwrite" else 0)
+
+
+def _match(conn: psycopg.Connection, spec: StreamSpec, target: StreamSpec, generation: int, cascade: bool) -> None:
+    """Match the table's columns to the sync's catalogue, except where the destination does not: an overwrite that
+    goes through a temporary table leaves the final table as it is until the swap replaces it."""
+    if not raw_tables.overwrites_through_temp(conn, spec, generation):
+        raw_tables.match_columns(conn, target, drop_cascade=cascade)
 
 
 def run_sync(
@@ -268,6 +275,7 @@ def run_sync(
     progress: Callable[[int], None] | None = None,
     window: tuple[datetime, datetime] | None = None,
     audit_run_id: str | None = None,
+    drop_cascade: bool = False,
 ) -> SyncResult:
     """Run the next sync of ``spec`` against the simulated company and write it to the raw table.
 
@@ -277,20 +285,27 @@ def run_sync(
     history, as the source holds them now, as a batch of its own, without moving the stream's clock (a full-refresh
     stream delivers its whole table, as always).
     ``audit_run_id``: record the load in the audit log under this run, in the load's own transaction (the pipeline's
-    syncs do; the Airbyte API double, which plays Airbyte's part, does not)."""
+    syncs do; the Airbyte API double, which plays Airbyte's part, does not).
+    ``drop_cascade``: the destination's option of that name (off by default, docs/deploy.md)."""
     if audit_run_id is not None:
         audit_log.ensure_audit_log(conn)
     with ddl_transaction(conn):
         ensure_schema(conn, STATE_SCHEMA)
         for stmt in split_script(STATE_DDL):
             conn.execute(stmt)
-        raw_tables.ensure_raw_table(conn, spec)
+        state = conn.execute(
+            "select syncs, generation_id from crm_simulator.sync_state where stream = %s", (spec.key,)
+        ).fetchone()
+        # The sync's start, as the destination's: the table, then its columns matched to the source's schema.
+        raw_tables.create_raw_table(conn, spec)
+        kinds = _faults_of(faults, spec, (state[0] if state else 0) + 1)
+        _match(conn, spec, sync_catalogue(spec, kinds), _generation(spec, state), drop_cascade)
     with conn.transaction():
         row = conn.execute(
             "select syncs, synced_until, generation_id from crm_simulator.sync_state where stream = %s for update",
             (spec.key,),
         ).fetchone()
-        syncs, since, generation = row if row else (0, None, 1)
+        syncs, since, _ = row if row else (0, None, 1)
         if audit_run_id is not None and (done := _loaded_by_run(conn, spec, audit_run_id)) is not None:
             return done  # a retry of a try that committed, then died before it could report: exactly once per run
         until = EPOCH if since is None else next_window_end(spec, since)
@@ -305,13 +320,10 @@ def run_sync(
         window_start = None if spec.sync_mode == "full_refresh_overwrite" else since
         if backfill:
             window_start = window[0]  # type: ignore[index]
-        active = [f for f in faults if f.stream == spec.key and f.sync in (None, number)]
-        kinds = {f.kind for f in active}
-        target = (
-            _faulty_spec(conn, spec, kinds)
-            if kinds & {"new_column", "dropped_column", "retyped_column", "naive_timestamps"}
-            else spec
-        )
+        kinds = _faults_of(faults, spec, number)
+        target = sync_catalogue(spec, kinds)
+        generation = _generation(spec, row)
+        _match(conn, spec, target, generation, drop_cascade)  # nothing, unless another sync ran since
 
         identity_kind = IDENTITY_KINDS.get((spec.source, spec.stream))
         resend = spec.sync_mode == "incremental_append" and since is not None and not backfill
@@ -332,7 +344,7 @@ def run_sync(
             else:
                 records = _records(spec, world, window_start, until, dirt_rate, as_of, since if resend else None, truth)
                 rows = _record_rows(target, with_faults(spec, records, kinds), kinds, raw_ids, batch, progress)
-            written = write_batch(conn, target, rows)
+            written = write_batch(conn, target, rows, generation_id=generation, drop_cascade=drop_cascade)
             truth.store(conn)
         if audit_run_id is not None:
             details = {"sync_id": sync_id, "rows": written, "source": "simulator", "backfill": backfill}
@@ -342,7 +354,8 @@ def run_sync(
             conn.execute(
                 "insert into crm_simulator.sync_state as s (stream, syncs, synced_until, generation_id)"
                 " values (%s, %s, %s, %s) on conflict (stream) do update"
-                " set syncs = excluded.syncs, synced_until = excluded.synced_until",
+                " set syncs = excluded.syncs, synced_until = excluded.synced_until,"
+                " generation_id = excluded.generation_id",
                 (spec.key, number, until, generation),
             )
         result = SyncResult(spec.key, sync_id, number, written, window_start, until, extracted_at, tuple(sorted(kinds)))
