@@ -25,9 +25,10 @@ from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from crm_pipeline.catalogue import default_catalogue
-from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOperator
+from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOperator, ended_jobs
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 from crm_pipeline.orchestration.extract import extract_dag_id
+from crm_pipeline.quality.unjudged import unjudged_sync_ids
 from crm_pipeline.sources.airbyte_double import AirbyteDouble
 from crm_pipeline.warehouse import transform_lease as lease
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -233,3 +234,36 @@ def test_a_deferred_kill_ends_the_registration_when_the_cancel_fails(airbyte, ta
         asyncio.run(trigger.on_kill())
     with psycopg.connect(warehouse.libpq()) as conn:
         assert lease.live_writes(conn) == []
+
+
+def _wait_until_ended(airbyte: AirbyteDouble, job_id: int) -> None:
+    deadline = time.time() + 120
+    while airbyte.jobs[job_id].status in ("pending", "running"):
+        assert time.time() < deadline, f"job {job_id} still {airbyte.jobs[job_id].status}"
+        time.sleep(0.1)
+
+
+def test_batches_of_jobs_that_ended_are_judged_and_those_still_running_wait(airbyte, task_env, warehouse) -> None:
+    """The gate's sweep (``quality/unjudged.py``) asks Airbyte, through the provider, how each job it found in raw
+    ended: a succeeded job started outside Airflow and a job that failed after its first stream's rows landed are
+    judged; a job still pending waits for a later run; a job Airbyte does not know (404) is judged too."""
+    hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
+    airbyte.mode = "fail_after_load"
+    failed = int(hook.submit_sync_connection(CONNECTION_ID).job_id)
+    _wait_until_ended(airbyte, failed)
+    airbyte.mode = "ok"
+    clicked = int(hook.submit_sync_connection(CONNECTION_ID).job_id)  # "Sync now", outside Airflow
+    _wait_until_ended(airbyte, clicked)
+    airbyte.mode = "pending"
+    pending = int(hook.submit_sync_connection(CONNECTION_ID).job_id)
+    assert (airbyte.jobs[failed].status, airbyte.jobs[clicked].status) == ("failed", "succeeded")
+
+    catalogue = default_catalogue()
+    with psycopg.connect(warehouse.libpq()) as conn:
+        deals = unjudged_sync_ids(conn, catalogue.get("hubspot.deals"))
+        engagements = unjudged_sync_ids(conn, catalogue.get("hubspot.engagements"))
+    assert deals[0] == failed, "the failed job's deals (the connection's first stream) landed before it failed"
+    assert engagements == [clicked], "the failed job wrote no engagements; the clicked one did"
+    ended, waiting = ended_jobs("hubspot.deals", [failed, clicked, pending, 424242])
+    assert ended == [failed, clicked, 424242]
+    assert waiting == {pending: "pending"}

@@ -248,6 +248,35 @@ def plan(stream_keys: list[str]) -> bool:
     return True
 
 
+# Airbyte's final job states (``JobStatus.kt``); ``incomplete`` is a failed attempt of a job that tries again.
+ENDED = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def ended_jobs(stream_key: str, sync_ids: list[int]) -> tuple[list[int], dict[int, str]]:
+    """Of a stream's unjudged sync ids, those whose job has ended, and the others with their status. A stream the
+    simulator syncs writes each batch in one transaction, so every batch it shows has ended; for a stream synced
+    through Airbyte, Airbyte is asked (its jobs may still be writing: each flush commits). A job Airbyte does
+    not know (404) has ended too: nothing will add to its rows."""
+    if not sync_ids or not configured_connections([stream_key]):
+        return sync_ids, {}
+    from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
+
+    hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
+    ended, waiting = [], {}
+    for sync_id in sync_ids:
+        try:
+            status = str(hook.get_job_details(sync_id).status.value)
+        except AirflowException as exc:
+            if getattr(exc.args[0] if exc.args else None, "status_code", None) != 404:
+                raise
+            status = "unknown to Airbyte"
+        if status in ENDED or status == "unknown to Airbyte":
+            ended.append(sync_id)
+        else:
+            waiting[sync_id] = status
+    return ended, waiting
+
+
 def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
     """Record a job's final state (id, status, rows, bytes, duration) in ``crm_audit.airbyte_jobs``."""
     from airflow.providers.airbyte.hooks.airbyte import AirbyteHook

@@ -75,26 +75,44 @@ def sync_stream(stream_key: str) -> dict[str, Any]:
 @task(pool="warehouse")
 def gate_raw(stream_key: str, batches: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     """Judge exactly the rows this sync delivered (``batches[stream_key]``, from the simulator or an Airbyte job):
-    ``quality/raw_gate.py``. Passed or quarantined: ``admit`` emits the stream's asset. Stopped: the task fails,
-    with the stream, the rules and sample keys in its message."""
+    ``quality/raw_gate.py``; then every other batch of the stream's raw table that has no verdict and whose job
+    has ended (``quality/unjudged.py``: jobs started outside Airflow, jobs that failed after rows landed).
+    Passed or quarantined: ``admit`` emits the stream's asset. Stopped: the task fails, with the stream, the rules
+    and sample keys in its message."""
+    from crm_pipeline.orchestration.airbyte import ended_jobs
     from crm_pipeline.orchestration.replacing_writes import end_for_run
     from crm_pipeline.paths import TRANSFORMER_CONN_ID
     from crm_pipeline.quality.raw_gate import judge_batch
+    from crm_pipeline.quality.unjudged import unjudged_sync_ids
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     spec = default_catalogue().get(stream_key)
-    if stream_key not in batches:
-        end_for_run([stream_key])
-        raise AirflowSkipException(f"no batch to gate for {stream_key}: its sync failed (see extract's failed tasks)")
-    sync_id = int(batches[stream_key]["sync_id"])
+    own = int(batches[stream_key]["sync_id"]) if stream_key in batches else None
     url = task_warehouse_url(TRANSFORMER_CONN_ID)
     with connect(url) as conn:
-        verdict = judge_batch(url, conn, spec, sync_id, run_id=run_id or "", now=datetime.now(UTC))
+        found, waiting = ended_jobs(stream_key, [i for i in unjudged_sync_ids(conn, spec) if i != own])
+        for sync_id, status in sorted(waiting.items()):
+            LOG.info("%s: batch %s is not judged yet, its Airbyte job is %s", stream_key, sync_id, status)
+        if own is None and not found:
+            end_for_run([stream_key])
+            raise AirflowSkipException(
+                f"no batch to gate for {stream_key}: its sync failed (see extract's failed tasks)"
+            )
+        now = datetime.now(UTC)
+        judged = [
+            judge_batch(url, conn, spec, sync_id, run_id=run_id or "", now=now)
+            for sync_id in [own, *found]
+            if sync_id is not None
+        ]
     end_for_run([stream_key])  # judged: a transform waiting for this write may fix its cutoff now
     report_tables(url, inputs=[(spec.raw_schema, spec.stream)], outputs=GATE_OUTPUTS)
-    if verdict.verdict == "stopped":
-        raise AirflowFailException(verdict.message())
-    return verdict.summary()
+    if found:
+        LOG.info("%s: judged %d batches no run had judged: %s", stream_key, len(found), found)
+    if stopped := [v for v in judged if v.verdict == "stopped"]:
+        raise AirflowFailException("; ".join(v.message() for v in stopped))
+    summary = judged[0].summary() if own is not None else {"stream": stream_key, "sync_id": None, "verdict": None}
+    summary["found"] = [{"sync_id": v.sync_id, "verdict": v.verdict} for v in judged if v.sync_id != own]
+    return summary
 
 
 def _sync_ids(batches: dict[str, Any]) -> dict[str, int]:
@@ -114,7 +132,7 @@ def admit(batches: dict[str, Any]) -> dict[str, str]:
     from crm_pipeline.monitoring.run_audit import record_stream_runs
     from crm_pipeline.orchestration.replacing_writes import end_for_run
     from crm_pipeline.paths import TRANSFORMER_CONN_ID
-    from crm_pipeline.quality.raw_gate import verdicts
+    from crm_pipeline.quality.raw_gate import run_verdicts, verdicts
     from crm_pipeline.warehouse.locate import connect, task_warehouse_url
 
     context = get_current_context()
@@ -122,11 +140,13 @@ def admit(batches: dict[str, Any]) -> dict[str, str]:
     with connect(task_warehouse_url(TRANSFORMER_CONN_ID)) as conn:
         judged = verdicts(conn, _sync_ids(batches))
         record_stream_runs(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], batches=batches)
+        found = run_verdicts(conn, context["run_id"], exclude=_sync_ids(batches))
     events = context["outlet_events"][AssetAlias(RAW_BATCHES_ALIAS)]
     catalogue = default_catalogue()
-    for stream, verdict in sorted(judged.items()):
+    admitted = [(stream, batches[stream]["sync_id"], verdict) for stream, verdict in judged.items()]
+    for stream, sync_id, verdict in sorted(admitted + found):
         if verdict != "stopped":
-            events.add(Asset(catalogue.get(stream).asset_uri), extra={"sync_id": batches[stream]["sync_id"]})
+            events.add(Asset(catalogue.get(stream).asset_uri), extra={"sync_id": sync_id})
     return judged
 
 

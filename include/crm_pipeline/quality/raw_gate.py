@@ -174,6 +174,20 @@ def verdicts(conn: psycopg.Connection, batches: dict[str, int]) -> dict[str, str
     return {stream: verdict for stream, sync_id, verdict in rows if batches.get(stream) == sync_id}
 
 
+def run_verdicts(
+    conn: psycopg.Connection, run_id: str, *, exclude: dict[str, int] | None = None
+) -> list[tuple[str, int, str]]:
+    """(stream, sync id, verdict) of every batch the run's gates judged, but for ``exclude`` (stream → sync id):
+    with the run's own batches left out, those its gates found in raw without a verdict."""
+    run_ddl(conn, split_script(DDL))
+    rows = conn.execute(
+        "select stream, sync_id, verdict from crm_audit.batch_verdicts where run_id = %s order by stream, sync_id",
+        (run_id,),
+    ).fetchall()
+    skip = exclude or {}
+    return [(stream, int(sync_id), verdict) for stream, sync_id, verdict in rows if skip.get(stream) != sync_id]
+
+
 def set_transform_cutoff(conn: psycopg.Connection, run_id: str) -> datetime:
     """Fix the batches this transform run reads: those judged until now. One row: runs do not overlap."""
     run_ddl(conn, split_script(DDL))

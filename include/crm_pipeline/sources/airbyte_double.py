@@ -12,8 +12,10 @@ public API (v1) as ``apache-airflow-providers-airbyte`` and ``airbyte-api`` call
 
 A sync job does what Airbyte would: for each stream of the connection it runs the CRM simulator's next sync into
 the warehouse, stamping the job id as ``_airbyte_meta.sync_id``. ``mode`` scripts the platform's misbehaviour:
-``ok``, ``pending`` (jobs never start), ``fail`` (jobs fail), ``hang`` (job reads never answer),
-``unauthorized`` (the token endpoint answers 401), ``unknown_status`` (jobs report a status the API does not define).
+``ok``, ``pending`` (jobs never start), ``fail`` (jobs fail), ``fail_after_load`` (the first stream's rows land,
+then the job fails: each COPY flush commits in the real destination, so a failed job can leave rows behind),
+``hang`` (job reads never answer), ``unauthorized`` (the token endpoint answers 401), ``unknown_status`` (jobs report
+a status the API does not define).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from crm_pipeline.catalogue import StreamSpec
 from crm_pipeline.sources.simulator.sync import run_sync
 from crm_pipeline.warehouse.url import WarehouseUrl
 
-MODES = ("ok", "pending", "fail", "hang", "unauthorized", "unknown_status")
+MODES = ("ok", "pending", "fail", "fail_after_load", "hang", "unauthorized", "unknown_status")
 
 
 @dataclass
@@ -112,19 +114,22 @@ class AirbyteDouble:
             job = Job(self._next_id, connection_id)
             self._next_id += 1
             self.jobs[job.job_id] = job
-        if self.mode == "ok":
-            threading.Thread(target=self._run, args=(job,), daemon=True).start()
+        if self.mode in ("ok", "fail_after_load"):
+            threading.Thread(target=self._run, args=(job, self.mode == "fail_after_load"), daemon=True).start()
         elif self.mode == "fail":
             job.status, job.finished, job.error = "failed", time.time(), "source-hubspot: HTTP 429 from HubSpot"
         return job
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, fail_after_load: bool = False) -> None:
         job.status = "running"
         try:
-            with psycopg.connect(self.warehouse.libpq()) as conn:
-                for spec in self.connections[job.connection_id]:
+            # Each stream's load commits on its own, as the destination's flushes do: a later failure keeps it.
+            with psycopg.connect(self.warehouse.libpq(), autocommit=True) as conn:
+                for n, spec in enumerate(self.connections[job.connection_id]):
                     if job.status == "cancelled":
                         return
+                    if fail_after_load and n == 1:
+                        raise RuntimeError(f"source-hubspot: HTTP 502 from HubSpot while reading {spec.stream}")
                     result = run_sync(
                         conn,
                         spec,
