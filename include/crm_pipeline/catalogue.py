@@ -65,8 +65,17 @@ class Check(BaseModel):
     column: Identifier
     severity: Severity = "error"
     values: tuple[str, ...] = ()
-    # foreign_key: the column it must resolve to, as ``source.stream.column`` (e.g. ``salesforce.Account.Id``)
-    references: str | None = Field(default=None, pattern=r"^(hubspot|salesforce)\.[A-Za-z_]\w*\.[A-Za-z_]\w*$")
+    # foreign_key: the column it must resolve to, as ``source.stream.column`` (e.g. ``salesforce.Account.Id``), or
+    # a field of the objects in an array column, as ``source.stream.column[].field`` (a pipeline's stage ids)
+    references: str | None = Field(
+        default=None, pattern=r"^(hubspot|salesforce)\.[A-Za-z_]\w*\.[A-Za-z_]\w*(\[\]\.[A-Za-z_]\w*)?$"
+    )
+
+    def reference(self) -> tuple[str, str, str, str | None]:
+        """``references`` as (source, stream, column, field of its array's objects or None)."""
+        path, _, field = (self.references or "").partition("[].")
+        source, stream, column = path.split(".")
+        return source, stream, column, field or None
 
 
 class AirbyteConnectionRef(BaseModel):
@@ -360,12 +369,17 @@ def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
         for check in spec.checks:
             if check.references is None:
                 continue
-            parent_key, _, parent_column = check.references.rpartition(".")
-            parent = by_key.get(parent_key)
+            source, stream, parent_column, field = check.reference()
+            parent = by_key.get(f"{source}.{stream}")
             if parent is None or parent_column not in parent.columns:
                 raise CatalogueError(
                     f"{name}: stream {spec.key!r}: 'checks' foreign_key on {check.column!r} references"
                     f" {check.references!r}, which is not a stream column in this catalogue"
+                )
+            if field is not None and parent.columns[parent_column] != "array":
+                raise CatalogueError(
+                    f"{name}: stream {spec.key!r}: 'checks' foreign_key on {check.column!r} references"
+                    f" {check.references!r}, but {parent.key}.{parent_column} is not an array"
                 )
     return Catalogue(path=path, streams=tuple(specs))
 

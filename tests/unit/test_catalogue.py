@@ -83,6 +83,10 @@ def test_project_catalogue_loads_and_derives_names() -> None:
             "'checks' foreign_key on 'id' references 'hubspot.companies.id', which is not a stream column",
         ),
         (
+            {"checks": [{"rule": "foreign_key", "column": "id", "references": "hubspot.deals.id[].stageId"}]},
+            "references 'hubspot.deals.id[].stageId', but hubspot.deals.id is not an array",
+        ),
+        (
             {"checks": [{"rule": "foreign_key", "column": "id", "references": "companies; drop"}]},
             "'checks.0.references' String should match pattern",
         ),

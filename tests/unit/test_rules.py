@@ -20,7 +20,7 @@ def test_deals_rules_are_named_by_stream_rule_and_column() -> None:
         "hubspot.deals:row_count_in_range",
         "hubspot.deals:cursor_not_in_future:updatedAt",
         "hubspot.deals:non_negative:properties_amount",
-        "hubspot.deals:accepted_values:properties_dealstage",
+        "hubspot.deals:foreign_key:properties_dealstage",
         "hubspot.deals:foreign_key:companies",
     }
 
@@ -32,11 +32,20 @@ def test_row_rules_carry_the_query_that_selects_their_failing_rows_and_batch_rul
         "primary_key_not_null",
         "cursor_not_in_future",
         "non_negative",
-        "accepted_values",
         "foreign_key",
     }
     assert all("{batch}" in rules[name].failing_rows and rules[name].reason for name in row_level)  # type: ignore[operator]
-    assert "'closedwon'" in rules["accepted_values"].failing_rows  # type: ignore[operator]
+
+
+def test_a_deal_stage_must_be_a_stage_of_one_of_the_portals_own_pipelines() -> None:
+    """No fixed list of stage ids: a custom pipeline's numeric stage ids are as good as ``closedwon``."""
+    spec = default_catalogue().get("hubspot.deals")
+    (stage,) = [r for r in raw_rules(spec, datetime.now(UTC)) if r.name.endswith(":properties_dealstage")]
+    assert (stage.rule, stage.severity) == ("foreign_key", "warn"), "pipelines sync daily, deals hourly"
+    assert 'jsonb_array_elements("stages")' in stage.failing_rows  # type: ignore[operator]
+    assert "->> 'stageId'" in stage.failing_rows  # type: ignore[operator]
+    assert "closedwon" not in stage.failing_rows  # type: ignore[operator]
+    assert stage.reason == "properties_dealstage does not resolve to a stageId in hubspot.deal_pipelines.stages"
 
 
 def test_a_foreign_key_is_checked_in_sql_by_an_unexpected_rows_expectation() -> None:
@@ -44,7 +53,7 @@ def test_a_foreign_key_is_checked_in_sql_by_an_unexpected_rows_expectation() -> 
     (fk,) = [r for r in raw_rules(spec, datetime.now(UTC)) if r.rule == "foreign_key"]
     assert fk.expectation == "ExpectNoUnexpectedRows"
     assert fk.kwargs["unexpected_rows_query"] == fk.failing_rows
-    assert 'left join "raw_salesforce"."Account" as parent' in fk.failing_rows  # type: ignore[operator]
+    assert 'left join (select "Id"::text as id from "raw_salesforce"."Account") as parent' in fk.failing_rows  # type: ignore[operator]
     assert fk.reason == "AccountId does not resolve to a salesforce.Account record"
 
 

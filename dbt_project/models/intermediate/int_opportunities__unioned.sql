@@ -1,5 +1,6 @@
 -- Deals (HubSpot) and opportunities (Salesforce) in one vocabulary, linked to resolved accounts and owners.
--- stage_category is the CRM-agnostic state: open, won or lost.
+-- stage_category is the CRM-agnostic state: open, won or lost, from each CRM's own stage definitions (HubSpot's
+-- pipelines, Salesforce's IsClosed and IsWon), never from a list of stage names.
 with
 
 hubspot as (
@@ -10,7 +11,8 @@ hubspot as (
         deals.amount,
         deals.deal_stage as stage_name,
         pipeline_stages.display_order as stage_order,
-        deals.is_closed,
+        -- closed: HubSpot's won flag, or a stage its pipeline marks closed (a custom lost stage too)
+        deals.is_won or coalesce(pipeline_stages.is_closed, false) as is_closed,
         deals.is_won,
         deals.close_date::date as close_date,
         deals.company_id as source_account_id,
@@ -53,7 +55,7 @@ unioned as (
 )
 
 select
-    md5(unioned.source_system || ':' || unioned.source_opportunity_id) as opportunity_key,
+    {{ opportunity_key('unioned') }} as opportunity_key,
     unioned.source_system,
     unioned.source_opportunity_id,
     unioned.opportunity_name,

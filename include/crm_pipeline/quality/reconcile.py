@@ -50,6 +50,15 @@ _LATEST = {
     },
 }
 _HUBSPOT_AMOUNT = "(properties_amount #>> '{}')::numeric"
+# The stage ids the portal's own pipelines mark closed (a full refresh stream: every row of it is current).
+_CLOSED_STAGES = (
+    "select stage ->> 'stageId' from raw_hubspot.deal_pipelines as raw_rows"
+    " cross join lateral jsonb_array_elements(raw_rows.stages) as stage"
+    " where (stage -> 'metadata' ->> 'isClosed')::boolean and stage ->> 'stageId' is not null"
+    " and not exists (select from crm_audit.quarantine as quarantined"
+    " where quarantined.raw_id = raw_rows._airbyte_raw_id)"
+    " and /*judged:hubspot.deal_pipelines*/true"
+)
 
 RAW_FIGURES = {
     "live account records": f"""
@@ -74,8 +83,8 @@ RAW_FIGURES = {
                          where not coalesce("IsDeleted", false) and coalesce("IsWon", false)), 0)""",
     "open pipeline amount": f"""
         select coalesce((select sum({_HUBSPOT_AMOUNT}) from ({_LATEST["deals"]}) d
-                         where not coalesce(archived, false)
-                           and properties_dealstage not in ('closedwon', 'closedlost')), 0)
+                         where not coalesce(archived, false) and not coalesce(properties_hs_is_closed_won, false)
+                           and coalesce(properties_dealstage, '') not in ({_CLOSED_STAGES})), 0)
              + coalesce((select sum("Amount") from ({_LATEST["Opportunity"]}) o
                          where not coalesce("IsDeleted", false) and not coalesce("IsClosed", false)), 0)""",
     "live activities": f"""

@@ -209,29 +209,37 @@ def _check_failing_rows(spec: StreamSpec, check: Check) -> tuple[str, str]:
         values = ", ".join(quote_literal(v) for v in check.values)
         return _where(f"{column} not in ({values})"), f"{check.column} is not one of the accepted values"
     if check.rule == "foreign_key":
-        source, stream, key = _reference(check)
-        parent = f"{quote_ident('raw_' + source)}.{quote_ident(stream)}"
-        reason = f"{check.column} does not resolve to a {source}.{stream} record"
+        source, stream, key, field = check.reference()
+        parent = _parent_keys(check)
+        what = f"a {source}.{stream} record" if field is None else f"a {field} in {source}.{stream}.{key}"
+        reason = f"{check.column} does not resolve to {what}"
         # An anti-join, so that GX leaves the batch un-aliased (it aliases {batch} itself in join-free queries).
         if spec.columns[check.column] == "array":  # every element must resolve
             return (
                 f"select distinct batch._airbyte_raw_id from {{batch}} as batch"
                 f" cross join lateral jsonb_array_elements_text({column}) as element (id)"
-                f" left join {parent} as parent on parent.{quote_ident(key)}::text = element.id"
-                f" where parent.{quote_ident(key)} is null"
+                f" left join {parent} as parent on parent.id = element.id"
+                f" where parent.id is null"
             ), reason
         return (
             f"select batch._airbyte_raw_id from {{batch}} as batch"
-            f" left join {parent} as parent on parent.{quote_ident(key)}::text = {column}::text"
-            f" where {column} is not null and parent.{quote_ident(key)} is null"
+            f" left join {parent} as parent on parent.id = {column}::text"
+            f" where {column} is not null and parent.id is null"
         ), reason
     return _where(f"{column} is null"), f"{check.column} is null"
 
 
-def _reference(check: Check) -> tuple[str, str, str]:
-    """``salesforce.Account.Id`` → (source, stream, column); the catalogue validated the shape."""
-    source, stream, key = (check.references or "").split(".")
-    return source, stream, key
+def _parent_keys(check: Check) -> str:
+    """The keys a foreign key may resolve to, as a relation with one column, ``id``: the referenced raw table's
+    column, or the ``field`` of every object in its array column (``hubspot.deal_pipelines.stages[].stageId``)."""
+    source, stream, column, field = check.reference()
+    parent = f"{quote_ident('raw_' + source)}.{quote_ident(stream)}"
+    if field is None:
+        return f"(select {quote_ident(column)}::text as id from {parent})"
+    return (
+        f"(select element ->> {quote_literal(field)} as id from {parent}"
+        f" cross join lateral jsonb_array_elements({quote_ident(column)}) as element)"
+    )
 
 
 def _mistyped_columns_query(spec: StreamSpec) -> str:

@@ -83,7 +83,7 @@ stays as (
 computed as (
     select
         md5(source_system || ':' || source_opportunity_id || ':' || stage_sequence) as stage_entry_key,
-        md5(source_system || ':' || source_opportunity_id) as opportunity_key,
+        {{ opportunity_key() }} as opportunity_key,
         source_system,
         source_opportunity_id,
         stage_sequence,
