@@ -1,8 +1,12 @@
-"""P2: the simulator's raw load, rows/s, against a bare COPY of exactly the same rows into the same table.
+"""P2: the simulator's raw load, rows/s, against the destination's own write of exactly the same rows, fed by a
+bare COPY.
 
 Each repetition uses a fresh database. Per stream: the simulator's first (historical) sync is timed end to end
 (generation, encoding, COPY, the sync-mode write); then the rows it wrote are exported with ``COPY TO``, the table is
-emptied, and a bare ``COPY FROM STDIN`` of those bytes is timed. Both write the same table with the same indexes.
+emptied, and the same bytes are written the way the destination writes them, timed: a bare ``COPY FROM STDIN`` for an
+append stream; for a dedup stream the bare COPY into its temporary table, the upsert and the drop
+(``raw_tables.write_batch``). Both write the same table with the same indexes, so the ratio is what generating and
+encoding the rows costs, not what the destination's statements cost.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from psycopg import sql
 
 from crm_pipeline.bench.measure import Measurement
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
-from crm_pipeline.sources.raw_tables import table_ident
+from crm_pipeline.sources.raw_tables import CopyText, table_ident, write_batch
 from crm_pipeline.sources.simulator.sync import run_sync
 from crm_pipeline.warehouse.locate import drop_database, ensure_database
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -34,10 +38,14 @@ def _bare_copy(conn: psycopg.Connection, spec: StreamSpec) -> float:
     conn.execute(sql.SQL("truncate {}").format(table))
     conn.commit()
     payload = data.getvalue()
+    rows = payload.count(b"\n")
     started = time.perf_counter()
-    with conn.cursor().copy(sql.SQL("copy {} from stdin").format(table)) as copy:
-        for offset in range(0, len(payload), 1 << 20):
-            copy.write(payload[offset : offset + (1 << 20)])
+    if spec.sync_mode == "incremental_append":
+        with conn.cursor().copy(sql.SQL("copy {} from stdin").format(table)) as copy:
+            for offset in range(0, len(payload), 1 << 20):
+                copy.write(payload[offset : offset + (1 << 20)])
+    else:
+        write_batch(conn, spec, [CopyText(rows, payload.decode())])
     conn.commit()
     return time.perf_counter() - started
 
@@ -47,7 +55,7 @@ def measure_load(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) -
         "P2",
         f"raw load, {', '.join(STREAMS)} (first sync)",
         "rows/s",
-        ">= 0.7x bare COPY",
+        ">= 0.7x the destination's write, bare COPY",
         0.7,
         higher_is_better=True,
     )
@@ -67,7 +75,8 @@ def measure_load(server: WarehouseUrl, scale: str, repeat: int, seed: int = 7) -
                     rows += synced.rows
             result.samples.append((rows / simulated, rows / bare))
             result.note = (
-                f"per row: simulator {1e6 * simulated / rows:.0f} µs, bare COPY {1e6 * bare / rows:.0f} µs"
+                f"per row: simulator {1e6 * simulated / rows:.0f} µs, the destination's write from a bare COPY"
+                f" {1e6 * bare / rows:.0f} µs"
                 f" ({rows:,.0f} rows)"
             )
         finally:
