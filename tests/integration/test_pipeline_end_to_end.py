@@ -18,6 +18,7 @@ import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from airflow_cluster import wait
 from conftest import AirflowRun, _drop_database, copied_database, expected_warning, failed_runs
 from dbt_runs import build_and_publish
 
@@ -33,12 +35,17 @@ from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, extract_dag_id
 from crm_pipeline.orchestration.selection import load_manifest
 from crm_pipeline.paths import dbt_manifest_path
 from crm_pipeline.quality.marts import mart_gates
+from crm_pipeline.quality.reconcile import reconcile
 from crm_pipeline.sources.airbyte_double import AirbyteDouble
+from crm_pipeline.sources.contract import destination_column_name
+from crm_pipeline.sources.raw_tables import temp_table_name
 from crm_pipeline.sources.simulator import hubspot, salesforce
+from crm_pipeline.sources.simulator.sync import run_sync
 from crm_pipeline.sources.simulator.world import EPOCH, World
 from crm_pipeline.warehouse import pii
 from crm_pipeline.warehouse import transform_lease as lease
 from crm_pipeline.warehouse.locate import ensure_database
+from crm_pipeline.warehouse.roles import LOADER, role_url
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
@@ -316,6 +323,43 @@ def _the_alerts_name_the_stream_rule_task_and_log(receivers, run_id: str) -> Non
     assert "To: data-team@example.com" in email
 
 
+def test_a_batch_from_a_job_the_pipeline_never_started_reaches_the_marts_after_the_next_gate(
+    local_airflow, first_run
+) -> None:
+    """Airbyte's own schedule, or a "Sync now" click, runs a job outside Airflow: its rows carry its job id, which
+    no run's gate was asked to judge, so staging keeps them out. The next extract run's gate finds the batch in
+    raw, judges it, and admit emits the stream's asset, so the transform that follows builds from its rows."""
+    warehouse, first = first_run
+    assert not failed_runs(first)
+    spec = default_catalogue().get("hubspot.contacts")
+    outside = 900_001  # an Airbyte job id this pipeline never saw
+    with psycopg.connect(warehouse.libpq()) as conn:
+        written = run_sync(conn, spec, seed=SEED, scale=SCALE, sync_id=outside)  # what the job writes
+        conn.commit()
+    assert written.rows > 0
+
+    runs = {
+        dag_id: local_airflow.dags_test(dag_id, warehouse, **VARIABLES) for dag_id in (CONTACTS_DAG, TRANSFORM_DAG_ID)
+    }
+    assert not failed_runs(runs)
+    extract = runs[CONTACTS_DAG]
+    assert f"hubspot.contacts: judged 1 batches no run had judged: [{outside}]" in extract.log
+    assert local_airflow.asset_events(CONTACTS_DAG, extract.run_id)["airbyte://hubspot/contacts"] == "admit"
+    with psycopg.connect(warehouse.libpq()) as conn:
+        verdict = conn.execute(
+            "select verdict, run_id from crm_audit.batch_verdicts where stream = %s and sync_id = %s",
+            (spec.key, outside),
+        ).fetchone()
+        assert verdict == ("passed", extract.run_id)
+        raw_ids, staged = conn.execute(
+            "select count(*), count(s.contact_id) from raw_hubspot.contacts r"
+            " left join staging.stg_hubspot__contacts s on s.contact_id = r.id"
+            " where (r._airbyte_meta ->> 'sync_id')::bigint = %s",
+            (outside,),
+        ).fetchone()  # type: ignore[misc]
+    assert raw_ids > 0 and staged >= 0.9 * raw_ids, "the found batch's contacts are in staging (but merged ones)"
+
+
 def hubspot_contact_ids(warehouse: WarehouseUrl) -> set[str]:
     with psycopg.connect(warehouse.libpq()) as conn:
         rows = conn.execute("select hubspot_contact_id from marts.dim_contacts where hubspot_contact_id is not null")
@@ -433,3 +477,98 @@ def test_a_transform_builds_only_what_changed_and_publishes_what_a_whole_build_w
         build_and_publish(copy, tmp_path / "whole")
         whole = all_mart_checksums(copy)
     assert whole == selected, "the selective run published what a whole build does"
+
+
+def _as_loader(warehouse: WarehouseUrl, statements: list[str]) -> None:
+    """Run ``statements`` with the loader's own login, as Airbyte's destination does, each in auto-commit but for
+    a list item holding several (the destination's own transactions: the overwrite swap)."""
+    with psycopg.connect(role_url(warehouse, LOADER).libpq(), autocommit=True) as conn:
+        for statement in statements:
+            with conn.transaction():
+                for part in statement.split(";"):
+                    conn.execute(part)
+
+
+def _resent(table: str, sync_id: int, columns: list[str], order: str) -> str:
+    """An append of rows already in ``table`` (at-least-once delivery), stamped with another job's id."""
+    keep = ", ".join(f'"{c}"' for c in columns)
+    return (
+        f"insert into {table} (_airbyte_raw_id, _airbyte_extracted_at, _airbyte_meta, _airbyte_generation_id, {keep})"
+        f" select gen_random_uuid()::text, now(), jsonb_build_object('sync_id', {sync_id}, 'changes', '[]'::jsonb),"
+        f" _airbyte_generation_id, {keep} from {table} order by {order} desc limit 10"
+    )
+
+
+def test_the_destinations_statements_succeed_while_a_transform_runs_and_the_next_run_reconciles(
+    local_airflow, first_run
+) -> None:
+    """What Airbyte's destination may do at any moment (docs/raw-contract.md), done with the loader's own login
+    while a transform builds every model: a full refresh overwrite (a table in the raw schema, then DROP and RENAME),
+    a new custom property with a name too long for PostgreSQL (ADD COLUMN), a field retyped (ALTER COLUMN TYPE
+    with the destination's USING) and one deleted (DROP COLUMN), both unread by staging, and an append from a job
+    Airflow never started. Each waits at most for the model reading its table, then succeeds; the transform
+    publishes. The next pass restores the contract with the destination's statements, judges the appended batch
+    and publishes marts that reconcile with raw."""
+    warehouse, _ = first_run
+    with psycopg.connect(warehouse.libpq()) as conn:
+        engagement_columns = [
+            row[0]
+            for row in conn.execute(
+                "select column_name from information_schema.columns where table_schema = 'raw_hubspot'"
+                " and table_name = 'engagements' and column_name not like '\\_airbyte\\_%%' order by ordinal_position"
+            )
+        ]
+        deals_before = conn.execute("select count(*) from raw_hubspot.deals").fetchone()
+    temp = temp_table_name("raw_hubspot", "deal_pipelines")
+    custom = destination_column_name("properties_expansion_opportunity_score_for_strategic_accounts_in_dach")
+    statements = [
+        f"drop table if exists raw_hubspot.{temp}; create table raw_hubspot.{temp} (like raw_hubspot.deal_pipelines)",
+        f"insert into raw_hubspot.{temp} select * from raw_hubspot.deal_pipelines",
+        # another job's rows (the simulator, which plays the platform, keeps the generation it issued)
+        f"update raw_hubspot.{temp} set _airbyte_meta = jsonb_set(_airbyte_meta, '{{sync_id}}', '900002')",
+        f"drop table if exists raw_hubspot.deal_pipelines; alter table raw_hubspot.{temp} rename to deal_pipelines",
+        f'alter table raw_hubspot.deals add column "{custom}" varchar',
+        'alter table raw_hubspot.deals alter column "properties_hs_lastmodifieddate" type varchar'
+        ' using "properties_hs_lastmodifieddate"::varchar',
+        'alter table raw_hubspot.deals drop column "line_items"',
+        _resent("raw_hubspot.engagements", 900003, engagement_columns, '"lastUpdated"'),
+    ]
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(local_airflow.dags_test, TRANSFORM_DAG_ID, warehouse, conf={"models": "all"}, **VARIABLES)
+        wait(lambda: _dbt_reads_raw(warehouse) or running.done(), 600, "a dbt model reading raw", every=0.05)
+        assert not running.done(), running.result().log[-3000:]
+        _as_loader(warehouse, statements)
+        assert not running.done(), "the statements ran while the transform did"
+        during = running.result()
+    assert during.returncode == 0, during.log[-3000:]
+    assert local_airflow.task_states(TRANSFORM_DAG_ID, during.run_id)["publish_marts"] == "success"
+
+    runs = local_airflow.pipeline(warehouse, **VARIABLES)
+    assert not failed_runs(runs), failed_runs(runs)
+    hourly = runs[extract_dag_id("hourly")]
+    assert "hubspot.engagements: judged 1 batches no run had judged: [900003]" in hourly.log
+    with psycopg.connect(warehouse.libpq()) as conn:
+        columns = dict(
+            conn.execute(
+                "select column_name, data_type from information_schema.columns"
+                " where table_schema = 'raw_hubspot' and table_name = 'deals'"
+            ).fetchall()
+        )
+        assert columns["line_items"] == "jsonb" and custom not in columns, "the next sync restored the contract"
+        assert columns["properties_hs_lastmodifieddate"] == "timestamp with time zone"
+        assert conn.execute("select count(*) from raw_hubspot.deals").fetchone() >= deals_before, "no deal lost"
+        published = conn.execute(
+            "select count(*) from crm_audit.publishes where run_id = %s", (runs[TRANSFORM_DAG_ID].run_id,)
+        ).fetchone()
+        assert published == (1,)
+        assert not [r for r in reconcile(conn) if r.difference], "the published marts reconcile with raw"
+
+
+def _dbt_reads_raw(warehouse: WarehouseUrl) -> bool:
+    """Whether the transformer is running a statement that reads a raw table (a staging model's build)."""
+    with psycopg.connect(warehouse.libpq()) as conn:
+        row = conn.execute(
+            "select count(*) from pg_stat_activity where datname = current_database() and usename = 'crm_transformer'"
+            " and state = 'active' and query ~ '\"raw_(hubspot|salesforce)\"'"
+        ).fetchone()
+    return bool(row and row[0])

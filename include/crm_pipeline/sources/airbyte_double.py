@@ -11,11 +11,12 @@ public API (v1) as ``apache-airflow-providers-airbyte`` and ``airbyte-api`` call
 * ``DELETE /v1/jobs/{jobId}`` → the job, now ``cancelled``.
 
 A sync job does what Airbyte would: for each stream of the connection it runs the CRM simulator's next sync into
-the warehouse, stamping the job id as ``_airbyte_meta.sync_id``. ``mode`` scripts the platform's misbehaviour:
-``ok``, ``pending`` (jobs never start), ``fail`` (jobs fail), ``fail_after_load`` (the first stream's rows land,
-then the job fails: each COPY flush commits in the real destination, so a failed job can leave rows behind),
-``hang`` (job reads never answer), ``unauthorized`` (the token endpoint answers 401), ``unknown_status`` (jobs report
-a status the API does not define).
+the warehouse, stamping the job id as ``_airbyte_meta.sync_id``, logged in as ``crm_loader``, the login
+docs/deploy.md gives the destination (the deploy step must have created the roles). ``mode`` scripts the
+platform's misbehaviour: ``ok``, ``pending`` (jobs never start), ``fail`` (jobs fail), ``fail_after_load`` (the
+first stream's rows land, then the job fails: each COPY flush commits in the real destination, so a failed job can
+leave rows behind), ``hang`` (job reads never answer), ``unauthorized`` (the token endpoint answers 401),
+``unknown_status`` (jobs report a status the API does not define).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import psycopg
 
 from crm_pipeline.catalogue import StreamSpec
 from crm_pipeline.sources.simulator.sync import run_sync
+from crm_pipeline.warehouse.roles import LOADER, role_url
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 MODES = ("ok", "pending", "fail", "fail_after_load", "hang", "unauthorized", "unknown_status")
@@ -124,7 +126,7 @@ class AirbyteDouble:
         job.status = "running"
         try:
             # Each stream's load commits on its own, as the destination's flushes do: a later failure keeps it.
-            with psycopg.connect(self.warehouse.libpq(), autocommit=True) as conn:
+            with psycopg.connect(role_url(self.warehouse, LOADER).libpq(), autocommit=True) as conn:
                 for n, spec in enumerate(self.connections[job.connection_id]):
                     if job.status == "cancelled":
                         return
