@@ -36,8 +36,9 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 pytestmark = pytest.mark.integration
 
 CONNECTION_ID = "9f6a1c1e-5b1f-4c7e-9d51-hubspot00001"
-VARIABLE = "airbyte_connection_hubspot_hourly"  # HubSpot's hourly streams (deals, engagements)
-NAMES = f"{VARIABLE} (streams hubspot.deals, hubspot.engagements)"  # how failure messages name the connection
+VARIABLE = "airbyte_connection_hubspot_hourly"  # HubSpot's hourly streams (deals, engagements, deals_archived)
+# how failure messages name the connection
+NAMES = f"{VARIABLE} (streams hubspot.deals, hubspot.engagements, hubspot.deals_archived)"
 EXTRACT_DAG = extract_dag_id("hourly")
 TASK = f"airbyte_sync[{VARIABLE}]"
 

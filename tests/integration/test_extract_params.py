@@ -50,7 +50,10 @@ def test_a_dry_run_plans_and_writes_nothing(local_airflow, warehouse) -> None:
     assert run.returncode == 0, run.log[-3000:]
     assert states.pop("plan") == "success"
     assert set(states.values()) == {"skipped"}, states
-    plan = "airbyte_connection_hubspot_hourly: hubspot.deals, hubspot.engagements through the local simulator"
+    plan = (
+        "airbyte_connection_hubspot_hourly: hubspot.deals, hubspot.engagements, hubspot.deals_archived"
+        " through the local simulator"
+    )
     assert plan in run.log
     with psycopg.connect(warehouse.libpq()) as conn:
         assert conn.execute("select to_regclass('raw_hubspot.deals')").fetchone() == (None,)

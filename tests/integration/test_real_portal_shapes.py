@@ -116,6 +116,25 @@ def test_custom_pipelines_pass_the_gates_and_the_marts_close_deals_by_the_portal
             _deal("990003", "158341674", False, 560.0, None),
         ]
         _write(conn, "hubspot.deals", 7002, deals, 1)
+        # The recycle bin: one open deal archived now, one archived before its last change (restored since).
+        binned, restored = [
+            row[0]
+            for row in conn.execute(
+                "select id from raw_hubspot.deals where properties_dealstage not in ('closedwon', 'closedlost')"
+                " order by id limit 2"
+            )
+        ]
+        changed = conn.execute('select "updatedAt" from raw_hubspot.deals where id = %s', (restored,)).fetchone()[0]  # type: ignore[index]
+        bin_rows = [
+            {"id": binned, "archived": True, "archivedAt": NOW, "updatedAt": NOW, "createdAt": NOW - timedelta(days=9)},
+            {
+                "id": restored,
+                "archived": True,
+                "archivedAt": changed - timedelta(days=1),
+                "updatedAt": changed - timedelta(days=1),
+            },
+        ]
+        _write(conn, "hubspot.deals_archived", 7003, bin_rows, 1)
         verdicts = {
             (spec.key, sync_id): judge_batch(warehouse, conn, spec, sync_id, run_id="portal", now=datetime.now(UTC))
             for spec in catalogue.enabled()
@@ -136,6 +155,14 @@ def test_custom_pipelines_pass_the_gates_and_the_marts_close_deals_by_the_portal
             ).fetchall()
         )
         assert categories == {"990001": "open", "990002": "won", "990003": "lost"}
+        present = {
+            row[0]
+            for row in conn.execute(
+                "select source_opportunity_id from marts.fct_opportunities where source_opportunity_id = any(%s)",
+                ([binned, restored],),
+            )
+        }
+        assert present == {restored}, "an archived deal leaves the marts; one restored since stays"
         resolved = dict(
             conn.execute(
                 "select source_account_id, account_key from staging.int_accounts__resolved"

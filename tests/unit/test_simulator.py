@@ -77,3 +77,21 @@ def test_the_simulated_clock_follows_a_cron_schedule() -> None:
     assert next_window_end(hourly, friday_6am) == friday_6am + timedelta(hours=1)
     weekdays = deals.model_copy(update={"frequency": "0 6 * * 1-5"})
     assert next_window_end(weekdays, friday_6am) == datetime(2026, 1, 12, 6, tzinfo=UTC)
+
+
+def test_the_recycle_bin_holds_exactly_the_deals_that_left_the_deals_stream() -> None:
+    """``deals_archived``: a deal archived in a window appears there, with its archival time, and no longer among
+    the live deals; the first sync brings the bin as it is (90 days of archivals), and nothing older."""
+    world = World(3, "S")
+    since, until = EPOCH, EPOCH + timedelta(days=12)
+    live_before = {r["id"] for r in records(world, "deals", None, since)}
+    live_after = {r["id"] for r in records(world, "deals", None, until)}
+    binned = records(world, "deals_archived", since, until)
+    assert binned and all(r["archived"] and since < r["archivedAt"] <= until for r in binned)
+    assert all(r["updatedAt"] == r["archivedAt"] and r["companies"] is None for r in binned)
+    binned_ids = {r["id"] for r in binned}
+    assert live_before - live_after <= binned_ids, "every deal that left the deals stream is in the bin"
+    assert binned_ids.isdisjoint(live_after), "and none that is still live"
+    first = records(world, "deals_archived", None, EPOCH)
+    assert first and all(EPOCH - timedelta(days=90) < r["archivedAt"] <= EPOCH for r in first)
+    assert set(default_catalogue().get("hubspot.deals_archived").columns) == set(binned[0])

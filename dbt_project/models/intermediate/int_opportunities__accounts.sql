@@ -38,4 +38,7 @@ inner join {{ ref('int_accounts__resolved') }} as resolved_accounts
     on
         unioned.source_system = resolved_accounts.source_system
         and unioned.source_account_id = resolved_accounts.source_account_id
+-- the opportunities the pipeline holds (not an archived deal)
+inner join {{ ref('int_opportunities__unioned') }} as opportunities
+    on {{ opportunity_key('unioned') }} = opportunities.opportunity_key
 group by 1, 2

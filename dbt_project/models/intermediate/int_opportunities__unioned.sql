@@ -26,6 +26,10 @@ hubspot as (
         on deals.contact_id = contact_merges.merged_contact_id
     left join {{ ref('stg_hubspot__deal_stages') }} as pipeline_stages
         on deals.pipeline_id = pipeline_stages.pipeline_id and deals.deal_stage = pipeline_stages.stage_id
+    -- archived in HubSpot (its recycle bin), unless restored since: a restored deal changes after its archival
+    left join {{ ref('stg_hubspot__archived_deals') }} as archived
+        on deals.deal_id = archived.deal_id
+    where archived.deal_id is null or deals.updated_at > archived.archived_at
 ),
 
 salesforce as (

@@ -43,6 +43,7 @@ _LATEST = {
     "companies": _latest("raw_hubspot.companies", "id", '"updatedAt"', "hubspot.companies"),
     "contacts": _latest("raw_hubspot.contacts", "id", '"updatedAt"', "hubspot.contacts"),
     "deals": _latest("raw_hubspot.deals", "id", '"updatedAt"', "hubspot.deals"),
+    "deals_archived": _latest("raw_hubspot.deals_archived", "id", '"archivedAt"', "hubspot.deals_archived"),
     "engagements": _latest("raw_hubspot.engagements", "id", '"lastUpdated"', "hubspot.engagements"),
     **{
         stream: _latest(f'raw_salesforce."{stream}"', '"Id"', '"SystemModstamp"', f"salesforce.{stream}")
@@ -50,6 +51,11 @@ _LATEST = {
     },
 }
 _HUBSPOT_AMOUNT = "(properties_amount #>> '{}')::numeric"
+# A deal is live unless archived (in HubSpot's recycle bin) and not restored since (changed after its archival).
+_LIVE_DEAL = (
+    "not coalesce(archived, false) and not exists (select from ({archived}) as bin"
+    ' where bin.id = d.id and bin."archivedAt" >= d."updatedAt")'
+)
 # The stage ids the portal's own pipelines mark closed (a full refresh stream: every row of it is current).
 _CLOSED_STAGES = (
     "select stage ->> 'stageId' from raw_hubspot.deal_pipelines as raw_rows"
@@ -59,6 +65,8 @@ _CLOSED_STAGES = (
     " where quarantined.raw_id = raw_rows._airbyte_raw_id)"
     " and /*judged:hubspot.deal_pipelines*/true"
 )
+
+_LIVE_DEAL_SQL = _LIVE_DEAL.format(archived=_LATEST["deals_archived"])
 
 RAW_FIGURES = {
     "live account records": f"""
@@ -74,16 +82,16 @@ RAW_FIGURES = {
              + (select count(*) from ({_LATEST["Lead"]}) l
                 where not coalesce("IsDeleted", false) and not coalesce("IsConverted", false))""",
     "live opportunities": f"""
-        select (select count(*) from ({_LATEST["deals"]}) d where not coalesce(archived, false))
+        select (select count(*) from ({_LATEST["deals"]}) d where {_LIVE_DEAL_SQL})
              + (select count(*) from ({_LATEST["Opportunity"]}) o where not coalesce("IsDeleted", false))""",
     "won amount": f"""
         select coalesce((select sum({_HUBSPOT_AMOUNT}) from ({_LATEST["deals"]}) d
-                         where not coalesce(archived, false) and coalesce(properties_hs_is_closed_won, false)), 0)
+                         where {_LIVE_DEAL_SQL} and coalesce(properties_hs_is_closed_won, false)), 0)
              + coalesce((select sum("Amount") from ({_LATEST["Opportunity"]}) o
                          where not coalesce("IsDeleted", false) and coalesce("IsWon", false)), 0)""",
     "open pipeline amount": f"""
         select coalesce((select sum({_HUBSPOT_AMOUNT}) from ({_LATEST["deals"]}) d
-                         where not coalesce(archived, false) and not coalesce(properties_hs_is_closed_won, false)
+                         where {_LIVE_DEAL_SQL} and not coalesce(properties_hs_is_closed_won, false)
                            and coalesce(properties_dealstage, '') not in ({_CLOSED_STAGES})), 0)
              + coalesce((select sum("Amount") from ({_LATEST["Opportunity"]}) o
                          where not coalesce("IsDeleted", false) and not coalesce("IsClosed", false)), 0)""",
