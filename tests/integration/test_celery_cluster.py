@@ -229,10 +229,10 @@ def test_after_faults_and_retries_the_marts_equal_the_clean_pass(cluster: Cluste
     # 1. A worker dies (SIGKILL to its whole tree) while one of its syncs writes rows.
     with _write_held(cluster, "hubspot.companies"):
         run_id = cluster.trigger(DAILY)
-        copier, worker = _wait_for_write(cluster, DAILY, run_id, "hubspot.companies")
+        _, worker = _wait_for_write(cluster, DAILY, run_id, "hubspot.companies")
         # Only the held sync is sure to be cut short: the worker's other syncs finish in a fraction of a second at
         # S, and one that reports success between this look and the kill was never retried.
-        killed.append(_task_holding(cluster, DAILY, run_id, copier))
+        killed.append(_task_syncing(cluster, DAILY, run_id, "hubspot.companies"))
         cluster.kill(worker)
     assert _started_again(cluster.restart_missing()) == [worker]
     assert cluster.finish(DAILY, run_id) == "success", _states(cluster, DAILY, run_id)
@@ -240,8 +240,8 @@ def test_after_faults_and_retries_the_marts_equal_the_clean_pass(cluster: Cluste
     # 2. PostgreSQL restarts (fast: every session cut) while a sync writes rows.
     with _write_held(cluster, "hubspot.contacts"):
         run_id = cluster.trigger(EVERY_6H)
-        copier, _ = _wait_for_write(cluster, EVERY_6H, run_id, "hubspot.contacts")
-        cut = _task_holding(cluster, EVERY_6H, run_id, copier)
+        _wait_for_write(cluster, EVERY_6H, run_id, "hubspot.contacts")
+        cut = _task_syncing(cluster, EVERY_6H, run_id, "hubspot.contacts")
         cluster.crm("warehouse", "restart")
     killed.append(cut)
     assert cluster.finish(EVERY_6H, run_id) == "success", _states(cluster, EVERY_6H, run_id)
@@ -485,12 +485,14 @@ def _wait_for_write(cluster: Cluster, dag_id: str, run_id: str, stream: str) -> 
     return found[0]
 
 
-def _task_holding(cluster: Cluster, dag_id: str, run_id: str, pid: int) -> tuple[str, str, str, int]:
-    """The running task instance whose process tree holds ``pid``."""
-    for task_id, index, _, task_pid in cluster.running(dag_id, run_id):
-        if task_pid is not None and pid in process_tree(task_pid):
-            return dag_id, run_id, task_id, index
-    raise AssertionError(f"no running task of {dag_id} {run_id} holds process {pid}")
+def _task_syncing(cluster: Cluster, dag_id: str, run_id: str, stream: str) -> tuple[str, str, str, int]:
+    """The run's running sync of ``stream`` (the mapped instance rendered with the stream's key): the only task
+    that writes its raw table, so the one whose write waits on the held table."""
+    where = f"task_id = 'simulate_sync' and rendered_map_index = '{stream}'"
+    running = cluster.running(dag_id, run_id, where)
+    assert len(running) == 1, f"the sync of {stream} in {dag_id} {run_id} is not running: {running}"
+    ((task_id, index, _, _),) = running
+    return dag_id, run_id, task_id, index
 
 
 def _process_with_local_port(port: int) -> int | None:

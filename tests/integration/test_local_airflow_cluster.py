@@ -142,6 +142,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         client_id="crm-cluster",
         client_secret="cluster-secret",  # pragma: allowlist secret
         scale=SCALE,  # the simulated company the Airflow Variable chooses: one world for both paths
+        roles_dir=local_dir / "roles",  # the cluster's deploy made the loader's login, with its own password
     )
     env["AIRFLOW_CONN_AIRBYTE_DEFAULT"] = json.dumps(
         {"conn_type": "airbyte", "host": double.url, "login": double.client_id, "password": double.client_secret}

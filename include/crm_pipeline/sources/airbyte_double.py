@@ -25,10 +25,11 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,7 +37,7 @@ import psycopg
 
 from crm_pipeline.catalogue import StreamSpec
 from crm_pipeline.sources.simulator.sync import run_sync
-from crm_pipeline.warehouse.roles import LOADER, role_url
+from crm_pipeline.warehouse.roles import LOADER, ROLES_DIR, role_password
 from crm_pipeline.warehouse.url import WarehouseUrl
 
 MODES = ("ok", "pending", "fail", "fail_after_load", "hang", "unauthorized", "unknown_status")
@@ -81,11 +82,13 @@ class AirbyteDouble:
         seed: int = 7,
         scale: str = "XS",
         first_job_id: int = 1000,
+        roles_dir: Path = ROLES_DIR,
     ) -> None:
         self.warehouse = warehouse
         self.connections = connections
         self.client_id, self.client_secret = client_id, client_secret
         self.seed, self.scale = seed, scale
+        self.roles_dir = roles_dir
         self.mode = "ok"
         self.jobs: dict[int, Job] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path): what the client asked, for tests
@@ -110,6 +113,11 @@ class AirbyteDouble:
         self._server.shutdown()
         self._server.server_close()
 
+    def _destination(self) -> WarehouseUrl:
+        """The destination's login: ``crm_loader``, with the password of the checkout (or cluster) whose deploy
+        step created the role, read when a job runs, after that deploy."""
+        return replace(self.warehouse, user=LOADER.name, password=role_password(LOADER, self.roles_dir))
+
     # -- jobs --------------------------------------------------------------------------------------------
     def _create_job(self, connection_id: str) -> Job:
         with self._lock:
@@ -126,7 +134,7 @@ class AirbyteDouble:
         job.status = "running"
         try:
             # Each stream's load commits on its own, as the destination's flushes do: a later failure keeps it.
-            with psycopg.connect(role_url(self.warehouse, LOADER).libpq(), autocommit=True) as conn:
+            with psycopg.connect(self._destination().libpq(), autocommit=True) as conn:
                 for n, spec in enumerate(self.connections[job.connection_id]):
                     if job.status == "cancelled":
                         return
