@@ -486,10 +486,17 @@ def _wait_for_write(cluster: Cluster, dag_id: str, run_id: str, stream: str) -> 
 
 
 def _task_syncing(cluster: Cluster, dag_id: str, run_id: str, stream: str) -> tuple[str, str, str, int]:
-    """The run's running sync of ``stream`` (the mapped instance rendered with the stream's key): the only task
-    that writes its raw table, so the one whose write waits on the held table."""
-    where = f"task_id = 'simulate_sync' and rendered_map_index = '{stream}'"
-    running = cluster.running(dag_id, run_id, where)
+    """The run's running sync of ``stream``: the only task that writes its raw table, so the one whose write waits
+    on the held table. Found by its map index, the stream's place in what ``simulated_streams`` returned (the
+    rendered map index is the stream's key only once the task has run)."""
+    with psycopg.connect(cluster.metadata) as conn:
+        (value,) = conn.execute(
+            "select value from xcom where dag_id = %s and run_id = %s and task_id = 'simulated_streams'"
+            " and key = 'return_value'",
+            (dag_id, run_id),
+        ).fetchone()  # type: ignore[misc]
+    streams = json.loads(value) if isinstance(value, str) else value
+    running = cluster.running(dag_id, run_id, f"task_id = 'simulate_sync' and map_index = {streams.index(stream)}")
     assert len(running) == 1, f"the sync of {stream} in {dag_id} {run_id} is not running: {running}"
     ((task_id, index, _, _),) = running
     return dag_id, run_id, task_id, index
