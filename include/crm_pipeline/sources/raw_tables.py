@@ -114,12 +114,12 @@ def create_raw_table(conn: psycopg.Connection, spec: StreamSpec) -> None:
         _create_table(conn, spec, spec.raw_schema, spec.stream)
 
 
-def match_columns(conn: psycopg.Connection, spec: StreamSpec, *, drop_cascade: bool = False) -> list[str]:
+def match_columns(conn: psycopg.Connection, spec: StreamSpec, *, drop_cascade: bool = False) -> None:
     """Make the table's columns those of the sync's catalogue (``spec``), as the destination does at the start of
     every sync, in one transaction: ``ADD COLUMN`` what is new, ``DROP COLUMN`` what the catalogue no longer has
     (``CASCADE`` only with ``drop_cascade``), ``ALTER COLUMN ... TYPE`` what changed type, with the destination's
     ``USING``. Nothing runs when the table matches. A value the new type cannot hold fails the statement, and
-    with it the sync. Returns the statements run."""
+    with it the sync."""
     table = table_ident(spec)
     present = dict(
         conn.execute(
@@ -160,7 +160,6 @@ def match_columns(conn: psycopg.Connection, spec: StreamSpec, *, drop_cascade: b
             conn.execute("set local timezone to 'UTC'")
             for change in changes:
                 conn.execute(change)
-    return [change.as_string(conn) for change in changes]
 
 
 def _using(column: sql.Identifier, old: str, new: str) -> sql.Composable:
@@ -220,12 +219,12 @@ def temp_table_name(schema: str, table: str) -> str:
     return (_first_and_last(schema) + _first_and_last(table) + digest)[:63]
 
 
-def prepare_raw_table(conn: psycopg.Connection, spec: StreamSpec, *, drop_cascade: bool = False) -> list[str]:
+def prepare_raw_table(conn: psycopg.Connection, spec: StreamSpec, *, drop_cascade: bool = False) -> None:
     """A sync's start, under the DDL lock: create the table if missing, then match its columns to ``spec``, the
-    sync's catalogue (``match_columns``). Call it before ``write_batch``; returns the schema changes run."""
+    sync's catalogue (``match_columns``). Call it before ``write_batch``."""
     with ddl_transaction(conn):
         create_raw_table(conn, spec)
-        return match_columns(conn, spec, drop_cascade=drop_cascade)
+        match_columns(conn, spec, drop_cascade=drop_cascade)
 
 
 def write_batch(
