@@ -17,6 +17,14 @@
     fixture rows belong to no batch, so a unit test reads them unfiltered); a warehouse where no gate has run yet
     (a bare dbt run in development) has neither and nothing is left out. -#}
 {% macro gated_source(source_name, table_name) -%}
+    select raw_rows.*
+    from {{ source(source_name, table_name) }} as raw_rows
+    where {{ judged_row(source_name, table_name, 'raw_rows') }}
+{%- endmacro %}
+
+{#- The condition gated_source reads a raw row under (``alias`` names the raw table in the query): its batch judged
+    before the run's cutoff, the row not quarantined. ``true`` where no gate has run. -#}
+{% macro judged_row(source_name, table_name, alias) -%}
     {%- set verdicts = adapter.get_relation(database=target.database, schema='crm_audit', identifier='batch_verdicts')
         if execute and model.resource_type != 'unit_test' else none -%}
     {%- set cutoff = adapter.get_relation(database=target.database, schema='crm_audit', identifier='transform_cutoff')
@@ -25,15 +33,13 @@
         if cutoff is not none else 'judged.judged_at' -%}
     {%- set quarantine = adapter.get_relation(database=target.database, schema='crm_audit', identifier='quarantine')
         if execute else none -%}
-    select raw_rows.*
-    from {{ source(source_name, table_name) }} as raw_rows
-    where true
+    true
     {%- if verdicts is not none %}
         and exists (
             select from {{ verdicts }} as judged
             where
                 judged.stream = '{{ source_name }}.{{ table_name }}'
-                and judged.sync_id = (raw_rows._airbyte_meta ->> 'sync_id')::bigint
+                and judged.sync_id = ({{ alias }}._airbyte_meta ->> 'sync_id')::bigint
                 and judged.judged_at <= {{ in_time }}
         )
     {%- endif %}
@@ -42,7 +48,7 @@
             select from {{ quarantine }} as quarantined
             where
                 quarantined.stream = '{{ source_name }}.{{ table_name }}'
-                and quarantined.raw_id = raw_rows._airbyte_raw_id
+                and quarantined.raw_id = {{ alias }}._airbyte_raw_id
         )
     {%- endif %}
 {%- endmacro %}

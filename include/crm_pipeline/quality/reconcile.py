@@ -2,9 +2,13 @@
 
 The raw side is written here, independently of the dbt models: the newest row per primary key straight from the
 raw tables Airbyte wrote, of the batches the raw gates judged (until the transform run's cutoff), minus the rows
-they quarantined and what the sources mark as gone (HubSpot
-``archived`` and merged-away contacts, Salesforce ``IsDeleted``, converted leads, inactive engagements). A
-difference means a staging filter, a join or an aggregation in dbt lost or duplicated something.
+they quarantined and what the sources mark as gone (HubSpot ``archived`` and merged-away contacts, Salesforce
+``IsDeleted``, converted leads, inactive engagements). A difference means a staging filter, a join or an aggregation
+in dbt lost or duplicated something.
+
+One exception: a record whose raw rows staging cannot read (the destination replaced it with a version no gate has
+let through) counts at the last judged version its staging model kept (dbt macro ``last_judged``), read from that
+model, since raw no longer has it. A previous run built that row from raw and reconciled it.
 """
 
 # ruff: noqa: S608  (every query is assembled from the constant fragments in this module, nothing from input)
@@ -22,13 +26,44 @@ from crm_pipeline.quality.quarantine import ensure_quarantine
 from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
 
 
-def _latest(table: str, key: str, cursor: str, stream: str) -> str:
-    """The newest version of every record of a raw table, leaving out rows the raw gates quarantined and, once
-    gates run, batches they did not judge (the marker becomes that condition in ``reconcile``)."""
+@dataclass(frozen=True)
+class _Held:
+    """Where a stream's records kept at their last judged version are (dbt macro ``last_judged``): the staging
+    model, its key, and each raw column the figures read as an expression over the model's columns."""
+
+    model: str
+    key: str
+    columns: dict[str, str]
+
+
+def _unread(table: str, key: str, stream: str) -> str:
+    """Keys of a raw table's rows that staging does not read (quarantined, or of a batch not judged in time)."""
     return (
-        f"select distinct on ({key}) * from {table} as raw_rows where not exists (select from crm_audit.quarantine"
-        f" as quarantined where quarantined.raw_id = raw_rows._airbyte_raw_id) and /*judged:{stream}*/true"
-        f" order by {key}, {cursor} desc nulls last, _airbyte_extracted_at desc"
+        f"select raw_rows.{key}::text from {table} as raw_rows where not (not exists (select from crm_audit.quarantine"
+        f" as quarantined where quarantined.raw_id = raw_rows._airbyte_raw_id) and /*judged:{stream}*/true)"
+    )
+
+
+def _latest(table: str, key: str, cursor: str, stream: str, held: _Held | None = None) -> str:
+    """The newest version of every record of a raw table, leaving out rows the raw gates quarantined and, once
+    gates run, batches they did not judge (the marker becomes that condition in ``reconcile``). With ``held``,
+    only the columns it names, and the records whose raw rows are all unread come from the staging model at the
+    version it kept."""
+    columns = "*" if held is None else ", ".join(f"{c}::text as {c}" if c == key else c for c in held.columns)
+    newest = (
+        f"select distinct on ({key}) {columns} from {table} as raw_rows where not exists (select from"
+        f" crm_audit.quarantine as quarantined where quarantined.raw_id = raw_rows._airbyte_raw_id)"
+        f" and /*judged:{stream}*/true order by {key}, {cursor} desc nulls last, _airbyte_extracted_at desc"
+    )
+    if held is None:
+        return newest
+    kept = ", ".join(
+        f"({expression})::text as {column}" if column == key else f"{expression} as {column}"
+        for column, expression in held.columns.items()
+    )
+    return (
+        f"({newest}) union all select {kept} from staging.{held.model} as kept"
+        f" where kept.{held.key}::text in ({_unread(table, key, stream)})"
     )
 
 
@@ -38,16 +73,90 @@ _JUDGED_SQL = (
     " and judged.sync_id = (raw_rows._airbyte_meta ->> 'sync_id')::bigint and judged.judged_at <= {cutoff})"
 )
 
+_SALESFORCE_KEYS = {
+    "Account": "account_id",
+    "Contact": "contact_id",
+    "Lead": "lead_id",
+    "Opportunity": "opportunity_id",
+}
+_SALESFORCE_MODELS = {
+    "Account": "stg_salesforce__accounts",
+    "Contact": "stg_salesforce__contacts",
+    "Lead": "stg_salesforce__leads",
+    "Opportunity": "stg_salesforce__opportunities",
+}
+_SALESFORCE_COLUMNS = {
+    "Account": {},
+    "Contact": {},
+    "Lead": {'"IsConverted"': "kept.is_converted"},
+    "Opportunity": {'"IsWon"': "kept.is_won", '"IsClosed"': "kept.is_closed", '"Amount"': "kept.amount"},
+}
 # What "live" is decided on, per raw table.
 _LATEST = {
-    "companies": _latest("raw_hubspot.companies", "id", '"updatedAt"', "hubspot.companies"),
-    "contacts": _latest("raw_hubspot.contacts", "id", '"updatedAt"', "hubspot.contacts"),
-    "deals": _latest("raw_hubspot.deals", "id", '"updatedAt"', "hubspot.deals"),
-    "deals_archived": _latest("raw_hubspot.deals_archived", "id", '"archivedAt"', "hubspot.deals_archived"),
+    "companies": _latest(
+        "raw_hubspot.companies",
+        "id",
+        '"updatedAt"',
+        "hubspot.companies",
+        _Held("stg_hubspot__companies", "company_id", {"id": "kept.company_id", "archived": "false"}),
+    ),
+    "contacts": _latest(
+        "raw_hubspot.contacts",
+        "id",
+        '"updatedAt"',
+        "hubspot.contacts",
+        _Held(
+            "stg_hubspot__contacts",
+            "contact_id",
+            {"id": "kept.contact_id", "archived": "false", "properties_hs_merged_object_ids": "kept.merged_object_ids"},
+        ),
+    ),
+    "deals": _latest(
+        "raw_hubspot.deals",
+        "id",
+        '"updatedAt"',
+        "hubspot.deals",
+        _Held(
+            "stg_hubspot__deals",
+            "deal_id",
+            {
+                "id": "kept.deal_id",
+                "archived": "false",
+                '"updatedAt"': "kept.updated_at",
+                "properties_amount": "to_jsonb(kept.amount)",
+                "properties_hs_is_closed_won": "kept.is_won",
+                "properties_dealstage": "kept.deal_stage",
+            },
+        ),
+    ),
+    "deals_archived": _latest(
+        "raw_hubspot.deals_archived",
+        "id",
+        '"archivedAt"',
+        "hubspot.deals_archived",
+        _Held("stg_hubspot__archived_deals", "deal_id", {"id": "kept.deal_id", '"archivedAt"': "kept.archived_at"}),
+    ),
     "engagements": _latest("raw_hubspot.engagements", "id", '"lastUpdated"', "hubspot.engagements"),
+    "Task": _latest(
+        'raw_salesforce."Task"',
+        '"Id"',
+        '"SystemModstamp"',
+        "salesforce.Task",
+        _Held("stg_salesforce__tasks", "task_id", {'"Id"': "kept.task_id", '"IsDeleted"': "false"}),
+    ),
     **{
-        stream: _latest(f'raw_salesforce."{stream}"', '"Id"', '"SystemModstamp"', f"salesforce.{stream}")
-        for stream in ("Account", "Contact", "Lead", "Opportunity", "Task")
+        stream: _latest(
+            f'raw_salesforce."{stream}"',
+            '"Id"',
+            '"SystemModstamp"',
+            f"salesforce.{stream}",
+            _Held(
+                _SALESFORCE_MODELS[stream],
+                _SALESFORCE_KEYS[stream],
+                {'"Id"': f"kept.{_SALESFORCE_KEYS[stream]}", '"IsDeleted"': "false", **_SALESFORCE_COLUMNS[stream]},
+            ),
+        )
+        for stream in ("Account", "Contact", "Lead", "Opportunity")
     },
 }
 _HUBSPOT_AMOUNT = "(properties_amount #>> '{}')::numeric"
@@ -64,6 +173,10 @@ _CLOSED_STAGES = (
     " and not exists (select from crm_audit.quarantine as quarantined"
     " where quarantined.raw_id = raw_rows._airbyte_raw_id)"
     " and /*judged:hubspot.deal_pipelines*/true"
+    " union select kept.stage_id from staging.stg_hubspot__deal_stages as kept where kept.is_closed"
+    " and kept.pipeline_id::text in ("
+    + _unread("raw_hubspot.deal_pipelines", '"pipelineId"', "hubspot.deal_pipelines")
+    + ")"
 )
 
 _LIVE_DEAL_SQL = _LIVE_DEAL.format(archived=_LATEST["deals_archived"])

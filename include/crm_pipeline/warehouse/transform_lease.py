@@ -175,6 +175,10 @@ def replacing_write(
 ) -> Iterator[None]:
     """Register, write on ``conn`` (inside the block), end the registration. ``wait``: when a transform holds
     raw, wait up to that long for it (a person at the CLI) instead of raising ``TransformReading`` at once."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        # Its registration and the block's own transaction would be a savepoint in the caller's, which the
+        # cleanup below rolls back: the write would report success and vanish.
+        raise ValueError(f"{holder}: needs a connection with no transaction open (commit or roll back first)")
     deadline = time.monotonic() + wait.total_seconds() if wait else None
     while True:
         try:

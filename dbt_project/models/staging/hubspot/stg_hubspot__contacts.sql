@@ -1,3 +1,4 @@
+{{ config(meta={'last_judged': {'stream': 'hubspot.contacts', 'raw_key': 'id', 'key': 'contact_id'}}) }}
 {{ require_columns(source('hubspot', 'contacts'), ['id', 'archived', 'updatedAt', 'companies', 'properties_email',
     'properties_hs_merged_object_ids']) }}
 
@@ -29,12 +30,19 @@ latest as (
     {{ deduplicate('renamed', 'contact_id', 'updated_at desc nulls last, extracted_at desc') }}
 ),
 
--- A merge leaves the merged-away contact's last row in the raw table; the survivor lists its id.
+-- A merge leaves the merged-away contact's last row in the raw table; the survivor lists its id. A survivor kept at
+-- its last judged version (macros/last_judged.sql) still merges what its list names.
+survivors as (
+    select latest.merged_object_ids
+    from latest
+    where not latest.is_archived
+    {{ last_judged_union('hubspot.contacts', 'id', 'contact_id', 'merged_object_ids') }}
+),
+
 merged_away as (
     select distinct trim(merged.merged_id) as contact_id
-    from latest
-    cross join lateral unnest(string_to_array(latest.merged_object_ids, ';')) as merged (merged_id)
-    where not latest.is_archived
+    from survivors
+    cross join lateral unnest(string_to_array(survivors.merged_object_ids, ';')) as merged (merged_id)
 )
 
 select
