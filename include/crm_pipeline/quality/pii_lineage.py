@@ -141,6 +141,12 @@ def _schema(manifest: dict[str, Any], catalogue: Catalogue, database: str) -> tu
         code = node.get("compiled_code")
         if code is None:
             raise ValueError(f"{node['unique_id']} has no compiled SQL: run the check on a `dbt compile` manifest")
+        relation = node["alias"] or node["name"]
+        # A staging model that reads its own previous build (dbt macro last_judged_union) names itself: lineage
+        # would expand it forever. Its previous build is a leaf of its own, already checked when it was built.
+        itself = f'"{node["schema"]}"."{relation}"'
+        previous = f'"{node["schema"]}"."{relation}__previous"'
+        code = code.replace(itself, previous)
         schema = MappingSchema(tables, dialect="postgres", normalize=False)
         tree = qualify(
             sqlglot.parse_one(code, dialect="postgres"),
@@ -148,10 +154,10 @@ def _schema(manifest: dict[str, Any], catalogue: Catalogue, database: str) -> tu
             dialect="postgres",
             validate_qualify_columns=False,
         )
-        relation = node["alias"] or node["name"]
-        tables[database].setdefault(node["schema"], {})[relation] = dict.fromkeys(
-            (s.alias_or_name for s in tree.selects), "text"
-        )
+        columns = dict.fromkeys((s.alias_or_name for s in tree.selects), "text")
+        tables[database].setdefault(node["schema"], {})[relation] = columns
+        if previous in code:
+            tables[database][node["schema"]][f"{relation}__previous"] = columns
         sources[f"{database}.{node['schema']}.{relation}"] = code
     return MappingSchema(tables, dialect="postgres", normalize=False), sources, ordered
 
