@@ -52,7 +52,7 @@ ROW_FAULTS = {
         "quarantined",
         "salesforce.OpportunityHistory:non_negative:Amount",
     ),
-    "salesforce.Opportunity": ("unknown_stage", "quarantined", "salesforce.Opportunity:accepted_values:StageName"),
+    "salesforce.Opportunity": ("unknown_stage", "passed", "salesforce.Opportunity:foreign_key:StageName"),
     "hubspot.engagements": ("duplicate_primary_key", "passed", "hubspot.engagements:primary_key_unique:id"),
     "salesforce.Task": ("orphan_foreign_key", "passed", "salesforce.Task:foreign_key:AccountId"),
     "hubspot.companies": ("new_column", "passed", "hubspot.companies:no_unexpected_columns"),

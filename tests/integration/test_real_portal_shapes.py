@@ -1,10 +1,11 @@
-"""Records shaped as a real HubSpot portal sends them, not as our simulator happens to: the gates let them through
-and the marts read them right.
+"""Records shaped as a real HubSpot portal or Salesforce org sends them, not as our simulator happens to: the gates
+let them through and the marts read them right.
 
 A portal has pipelines of its own, with numeric stage ids and its own idea of which stages close a deal (the
 connector's ``deal_pipelines`` stream); a deal's association arrays come in no particular order, repeat an id
 (once per association type) and are null when there is none; a custom property's name can be longer than
-PostgreSQL allows. Shapes from source-hubspot's ``manifest.yaml`` and ``components.py`` (docs/raw-contract.md).
+PostgreSQL allows. An org's Salesforce stages are its own too (the ``OpportunityStage`` object). Shapes from
+source-hubspot's ``manifest.yaml`` and ``components.py`` and Salesforce's object reference (docs/raw-contract.md).
 """
 
 from __future__ import annotations
@@ -63,7 +64,27 @@ RENEWALS = {
         },
     ],
 }
+# A custom Salesforce stage as the OpportunityStage object returns it (API name differs from its label).
+DISCOVERY = {
+    "Id": "01J000000000CUSTOM",
+    "ApiName": "Discovery_Call",
+    "MasterLabel": "Discovery call",
+    "IsActive": True,
+    "IsClosed": False,
+    "IsWon": False,
+    "SortOrder": 2,
+    "DefaultProbability": 15,
+    "ForecastCategory": "Pipeline",
+    "ForecastCategoryName": "Pipeline",
+    "SystemModstamp": "2026-11-30T09:00:00Z",
+}
 NOW = datetime.now(UTC)
+
+
+def _record(conn: psycopg.Connection, table: str, column: str) -> dict[str, Any]:
+    """One raw row, any, as the connector's record (to vary the fields a test is about)."""
+    (record,) = conn.execute(f'select to_jsonb(r) from {table} r where not "{column}" limit 1').fetchone()  # type: ignore[misc]
+    return dict(record)
 
 
 def _write(conn: psycopg.Connection, key: str, sync_id: int, records: list[dict[str, Any]], generation: int) -> None:
@@ -135,6 +156,15 @@ def test_custom_pipelines_pass_the_gates_and_the_marts_close_deals_by_the_portal
             },
         ]
         _write(conn, "hubspot.deals_archived", 7003, bin_rows, 1)
+        # A Salesforce org with a stage of its own: an opportunity in it passes the gate once the stage is known.
+        _write(conn, "salesforce.OpportunityStage", 7004, [DISCOVERY], 1)
+        opportunity = _record(conn, 'raw_salesforce."Opportunity"', "IsClosed") | {
+            "Id": "006CUSTOMSTAGE001",
+            "StageName": "Discovery_Call",
+            "IsClosed": False,
+            "IsWon": False,
+        }
+        _write(conn, "salesforce.Opportunity", 7005, [opportunity], 1)
         verdicts = {
             (spec.key, sync_id): judge_batch(warehouse, conn, spec, sync_id, run_id="portal", now=datetime.now(UTC))
             for spec in catalogue.enabled()
@@ -145,6 +175,8 @@ def test_custom_pipelines_pass_the_gates_and_the_marts_close_deals_by_the_portal
     outcomes = {o.name: o for o in custom.report.outcomes}
     assert outcomes["hubspot.deals:foreign_key:properties_dealstage"].success, "custom stage ids are known stages"
     assert custom.quarantined_rows == 0
+    salesforce = {o.name: o for o in verdicts[("salesforce.Opportunity", 7005)].report.outcomes}
+    assert salesforce["salesforce.Opportunity:foreign_key:StageName"].success, "the org's own stage is known"
 
     build_and_publish(warehouse, tmp_path / "target")
     with psycopg.connect(warehouse.libpq()) as conn:
@@ -155,6 +187,10 @@ def test_custom_pipelines_pass_the_gates_and_the_marts_close_deals_by_the_portal
             ).fetchall()
         )
         assert categories == {"990001": "open", "990002": "won", "990003": "lost"}
+        assert conn.execute(
+            "select stage_name, stage_category from marts.fct_opportunities where source_opportunity_id = %s",
+            ("006CUSTOMSTAGE001",),
+        ).fetchone() == ("Discovery_Call", "open")
         present = {
             row[0]
             for row in conn.execute(

@@ -1,5 +1,5 @@
-"""The simulated company as source-salesforce emits it: Account, Contact, Lead, Opportunity, OpportunityHistory,
-User and Task.
+"""The simulated company as source-salesforce emits it: Account, Contact, Lead, Opportunity, OpportunityStage,
+OpportunityHistory, User and Task.
 
 Salesforce holds part of the same companies and people as HubSpot (``profiles.companies_in_salesforce``), spelled
 its own way: company names with or without punctuation and suffix, websites with scheme and ``www.``, emails in
@@ -20,7 +20,7 @@ from crm_pipeline.sources.simulator import profiles
 from crm_pipeline.sources.simulator.block import BLOCK_SIZE, INT_NULL, Block, Source, Window, days, ms
 from crm_pipeline.sources.simulator.draws import Floats, Ints
 from crm_pipeline.sources.simulator.profiles import Texts, texts
-from crm_pipeline.sources.simulator.world import DAY_MS, Lives, World
+from crm_pipeline.sources.simulator.world import DAY_MS, EPOCH_MS, Lives, World
 
 OPEN_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Proposal/Price Quote", "Negotiation/Review")
 PROBABILITY = {
@@ -29,6 +29,9 @@ PROBABILITY = {
     "Needs Analysis": 40,
     "Proposal/Price Quote": 70,
     "Negotiation/Review": 90,
+    "Value Proposition": 50,
+    "Id. Decision Makers": 60,
+    "Perception Analysis": 70,
     "Closed Won": 100,
     "Closed Lost": 0,
 }
@@ -56,7 +59,21 @@ PREFIX = {
     "OpportunityHistory": "008",
     "User": "005",
     "Task": "00T",
+    "OpportunityStage": "01J",
 }
+# The org's stage picklist: Salesforce's ten default values, three of which the simulated sales team never uses.
+STAGE_PICKLIST = (
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Value Proposition",
+    "Id. Decision Makers",
+    "Perception Analysis",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
+)
 ADMIN_USER = "005000000000000AAA"
 ACCOUNT_TRIES = 64
 HISTORY_BLOCK_SIZE = BLOCK_SIZE // 20  # an opportunity has some twenty history rows by the epoch
@@ -260,6 +277,37 @@ def opportunities(world: World, lives: Lives, at: Ints, dirt_rate: float) -> Blo
     return Block(index, columns)
 
 
+def stage_values(window: Window) -> Iterator[Block]:
+    """The ``OpportunityStage`` picklist values, unchanged since long before the epoch: a first sync has them all,
+    a later window none. ``StageName`` on an opportunity holds a value's ``ApiName``."""
+    changed = np.full(len(STAGE_PICKLIST), EPOCH_MS - 400 * DAY_MS, dtype=np.int64)
+    if not window.holds(changed).any():
+        return
+    index = np.arange(len(STAGE_PICKLIST), dtype=np.int64)
+    names = texts(STAGE_PICKLIST)
+    closed = np.fromiter((s.startswith("Closed") for s in STAGE_PICKLIST), dtype=bool, count=len(index))
+    forecast = texts(FORECAST.get(s, "Pipeline") for s in STAGE_PICKLIST)
+    columns = {
+        "Id": sf_ids("OpportunityStage", index),
+        "ApiName": names,
+        "MasterLabel": names,
+        "IsActive": np.ones(len(index), dtype=bool),
+        "IsClosed": closed,
+        "IsWon": names == "Closed Won",
+        "SortOrder": index + 1,
+        "DefaultProbability": np.fromiter((PROBABILITY[s] for s in STAGE_PICKLIST), dtype=np.float64),
+        "ForecastCategory": texts(f.replace(" ", "") for f in forecast),
+        "ForecastCategoryName": forecast,
+        "Description": _constant(len(index), None),
+        "CreatedById": _constant(len(index), ADMIN_USER),
+        "CreatedDate": ms(changed),
+        "LastModifiedById": _constant(len(index), ADMIN_USER),
+        "LastModifiedDate": ms(changed),
+        "SystemModstamp": ms(changed),
+    }
+    yield Block(index, columns)
+
+
 def opportunity_history(world: World, lives: Lives, version: Ints) -> Block:
     """The history rows Salesforce wrote when each opportunity reached ``version`` (0: its creation)."""
     at = np.where(version == 0, lives.created, lives.event(np.maximum(version - 1, 0)))
@@ -379,6 +427,9 @@ def blocks(world: World, stream: str, window: Window, dirt_rate: float) -> Itera
     (``queryAll``); OpportunityHistory's rows by their creation."""
     if stream == "OpportunityHistory":
         yield from _history_blocks(world, window)
+        return
+    if stream == "OpportunityStage":
+        yield from stage_values(window)
         return
     kind, render = RENDERERS[stream]
     now = window.now
