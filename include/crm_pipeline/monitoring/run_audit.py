@@ -7,7 +7,7 @@ counts and times, never row values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -71,3 +71,24 @@ def record_stream_runs(
                 },
             )
     return len(batches)
+
+
+def record_found_batches(
+    conn: psycopg.Connection, *, dag_id: str, run_id: str, found: Sequence[tuple[str, int, str]]
+) -> int:
+    """Record the batches the run's gates found in raw without a verdict and judged ((stream, sync id, verdict):
+    jobs Airflow did not start, jobs that failed after rows landed), with source ``found``: a stream that Airbyte's
+    own schedule loads is then as fresh as its admissions. Idempotent, like ``record_stream_runs``."""
+    ensure_run_audit(conn)
+    with conn.transaction():
+        for stream, sync_id, _ in found:
+            conn.execute(
+                "insert into crm_audit.stream_runs (dag_id, run_id, stream, sync_id, source, rows_loaded, verdict,"
+                " quarantined_rows)"
+                " select %(dag_id)s, %(run_id)s, v.stream, v.sync_id, 'found', v.batch_rows, v.verdict,"
+                "        v.quarantined_rows"
+                " from crm_audit.batch_verdicts as v where v.stream = %(stream)s and v.sync_id = %(sync_id)s"
+                " on conflict (run_id, stream, sync_id) do nothing",
+                {"dag_id": dag_id, "run_id": run_id, "stream": stream, "sync_id": sync_id},
+            )
+    return len(found)

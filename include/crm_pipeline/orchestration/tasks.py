@@ -125,11 +125,12 @@ def admit(batches: dict[str, Any]) -> dict[str, str]:
     """Admit this run's judged batches to the transform: emit the asset of every stream whose batch passed or was
     quarantined (``airbyte://<source>/<stream>``, through the alias ``crm_raw_batches``), all at once, so the
     transform starts once per extract run, after every gate, and only for streams that brought data it may read.
-    Every batch of the run, admitted or not, goes to the run audit (``crm_audit.stream_runs``).
+    Every batch of the run, admitted or not, goes to the run audit (``crm_audit.stream_runs``), and so does every
+    batch its gates found in raw without a verdict (source ``found``).
 
     A stopped batch (its gate failed) or an unjudged one (its gate crashed) emits nothing; staging would not read
     its rows anyway (``gated_source`` reads judged batches only). ``held_back`` makes such a run red."""
-    from crm_pipeline.monitoring.run_audit import record_stream_runs
+    from crm_pipeline.monitoring.run_audit import record_found_batches, record_stream_runs
     from crm_pipeline.orchestration.replacing_writes import end_for_run
     from crm_pipeline.paths import TRANSFORMER_CONN_ID
     from crm_pipeline.quality.raw_gate import run_verdicts, verdicts
@@ -141,6 +142,7 @@ def admit(batches: dict[str, Any]) -> dict[str, str]:
         judged = verdicts(conn, _sync_ids(batches))
         record_stream_runs(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], batches=batches)
         found = run_verdicts(conn, context["run_id"], exclude=_sync_ids(batches))
+        record_found_batches(conn, dag_id=context["dag"].dag_id, run_id=context["run_id"], found=found)
     events = context["outlet_events"][AssetAlias(RAW_BATCHES_ALIAS)]
     catalogue = default_catalogue()
     admitted = [(stream, batches[stream]["sync_id"], verdict) for stream, verdict in judged.items()]
