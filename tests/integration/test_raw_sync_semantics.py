@@ -34,7 +34,7 @@ def _write(
 ) -> None:
     """One sync; a full refresh stream's generation is bumped at every job, as the platform does."""
     prepare_raw_table(conn, spec)
-    generation = sync_id if spec.sync_mode == "full_refresh_overwrite" else 1
+    generation = sync_id if spec.sync_mode == "full_refresh_overwrite" else 0
     batch = SyncBatch(sync_id, datetime.now(UTC), generation)
     encoded = [
         encode_row(spec, {"id": key, "updatedAt": at, "email": email}, f"{sync_id}-{n}", batch)
@@ -204,6 +204,8 @@ def test_an_append_sync_reads_the_last_cursor_value_again(warehouse: WarehouseUr
             (first.sync_id + 1, last_of_first[0][1]),
         ).fetchone()[0]  # type: ignore[index]
         assert older == 0, "nothing before the last cursor value is read again"
+        generations = conn.execute(f"select array_agg(distinct _airbyte_generation_id) from {table}").fetchone()
+        assert generations == ([0],), "a stream never refreshed has no generation: the platform sends 0"
 
 
 def test_a_normal_sync_after_a_schema_fault_restores_the_contract(warehouse: WarehouseUrl) -> None:

@@ -250,10 +250,11 @@ def _faults_of(faults: tuple[Fault, ...], spec: StreamSpec, number: int) -> set[
 
 
 def _generation(spec: StreamSpec, state: tuple[Any, ...] | None) -> int:
-    """The sync's generation: the platform bumps a full refresh stream's at every job; others keep theirs."""
-    if state is None:
-        return 1
-    return int(state[-1]) + (1 if spec.sync_mode == "full_refresh_overwrite" else 0)
+    """The sync's generation, as the platform sets it: a full refresh stream's goes up by one at every job (from
+    none, so the first is 1: ``GenerationBumper.kt``); a stream never refreshed has none, which the catalogue it
+    sends reads as 0 (``CatalogGenerationSetter.kt``)."""
+    bump = 1 if spec.sync_mode == "full_refresh_overwrite" else 0
+    return bump if state is None else int(state[-1]) + bump
 
 
 def _match(conn: psycopg.Connection, spec: StreamSpec, target: StreamSpec, generation: int, cascade: bool) -> None:
