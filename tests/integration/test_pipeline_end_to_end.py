@@ -41,7 +41,7 @@ from crm_pipeline.sources.airbyte_double import AirbyteDouble
 from crm_pipeline.sources.contract import destination_column_name
 from crm_pipeline.sources.raw_tables import temp_table_name
 from crm_pipeline.sources.simulator import hubspot, salesforce
-from crm_pipeline.sources.simulator.sync import run_sync
+from crm_pipeline.sources.simulator.sync import NEW_COLUMN, run_sync
 from crm_pipeline.sources.simulator.world import EPOCH, World
 from crm_pipeline.warehouse import pii
 from crm_pipeline.warehouse import transform_lease as lease
@@ -277,7 +277,12 @@ def test_a_stopped_batch_fails_its_gate_while_the_other_streams_reach_the_marts(
     before = mart_checksum(warehouse)
     hubspot_before = hubspot_contact_ids(warehouse)
 
-    fault = '[{"stream": "hubspot.contacts", "kind": "empty_batch", "sync": 2}]'
+    # And, in the same run, a custom field someone added in Salesforce: the destination adds its column (its name
+    # cut as the destination cuts one over 63 characters) and the gate reports it as a warning.
+    fault = (
+        '[{"stream": "hubspot.contacts", "kind": "empty_batch", "sync": 2},'
+        ' {"stream": "salesforce.Contact", "kind": "new_column", "sync": 2}]'
+    )
     runs = {  # the contacts' extract DAG, then the transform (the other extract DAGs have nothing to show here)
         dag_id: local_airflow.dags_test(
             dag_id, warehouse, alert_receivers.env(), **{**VARIABLES, "crm_simulator_faults": fault}
@@ -306,8 +311,20 @@ def test_a_stopped_batch_fails_its_gate_while_the_other_streams_reach_the_marts(
                 "select stream, verdict from crm_audit.batch_verdicts where run_id = %s", (second.run_id,)
             ).fetchall()
         )
+        reported = conn.execute(
+            "select severity, success from crm_audit.gate_results where run_id = %s and rule = %s",
+            (second.run_id, "salesforce.Contact:no_unexpected_columns"),
+        ).fetchall()
+        added = conn.execute(
+            "select count(*) from information_schema.columns where table_schema = 'raw_salesforce'"
+            " and table_name = 'Contact' and column_name = %s",
+            (NEW_COLUMN,),
+        ).fetchone()
+        differences = [r for r in reconcile(conn) if r.difference]
     assert verdicts.pop("hubspot.contacts") == "stopped"
     assert set(verdicts.values()) == {"passed"}, verdicts
+    assert reported == [("warn", False)] and added == (1,), "the new column landed and its gate reported it"
+    assert not differences, "the published marts reconcile with raw"
 
 
 def _the_alerts_name_the_stream_rule_task_and_log(receivers, run_id: str) -> None:

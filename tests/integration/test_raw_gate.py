@@ -188,7 +188,9 @@ def test_quarantined_rows_never_reach_the_marts_and_clean_rows_do(gated) -> None
             "select count(*) from marts.fct_opportunity_stage_history where amount_on_entry < 0"
         ).fetchone()[0]  # type: ignore[index]
         after = {table: checksum(conn, table, key) for table, key in MARTS.items()}
-    assert (bad_stages, bad_amounts) == (0, 0)
+    assert bad_amounts == 0, "quarantined negative amounts stay out"
+    # A stage the org's picklist does not list (yet: stages sync daily) is a warning, so those opportunities stay.
+    assert bad_stages > 0
     # The clean rows of the faulty round's batches reached the marts, from every stream it synced.
     unchanged = [table for table in MARTS if after[table] == rounds["before"][table]]
     assert unchanged == ["dim_owners"], "the second round's clean rows arrived (owners had no change to bring)"

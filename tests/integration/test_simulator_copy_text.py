@@ -35,15 +35,17 @@ def _copy(spec: StreamSpec, path: str) -> StreamSpec:
     return spec.model_copy(update={"stream": f"{path}_{spec.stream}", "sync_mode": "incremental_append"})
 
 
-# Owners, users and stage values change only before the epoch, and at XS no deal goes to the recycle bin in five
-# days: a later window has none of them, so it would compare two empty tables. Every other case has rows, which the
-# test asserts.
-UNCHANGED_LATER = {"hubspot.owners", "salesforce.User", "salesforce.OpportunityStage", "hubspot.deals_archived"}
+# Owners and users change only before the epoch, and at XS no deal goes to the recycle bin in five days: a later
+# window has none of them, so it would compare two empty tables. The stage picklist changed long before any window
+# but the first sync's. Every other case has rows, which the test asserts.
+UNCHANGED_LATER = {"hubspot.owners", "salesforce.User", "hubspot.deals_archived"}
+FIRST_SYNC_ONLY = {"salesforce.OpportunityStage"}
 CASES = [
     pytest.param(spec, window, id=f"{spec.key}-{window}")
     for spec in STREAMS
     for window in WINDOWS
     if not (window == "a later window" and spec.key in UNCHANGED_LATER)
+    and not (window != "first sync" and spec.key in FIRST_SYNC_ONLY)
 ]
 
 
