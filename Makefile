@@ -41,7 +41,7 @@ bench: venv ## measure against the bare tools and write BENCHMARKS.md (SCALE=S|M
 
 test: venv browser redis lint image-replay ## lint, replay the image build, then unit, DAG and integration tests (real PostgreSQL, Airflow, dbt, GX)
 	@$(CRM) manifest >/dev/null
-	@$(BIN)/pytest $(PARALLEL) --no-loadscope-reorder --longest-first
+	@$(BIN)/pytest $(PARALLEL)
 
 lint: venv dockerfile-lint ## ruff and sqlfluff
 	@echo "==> ruff"

@@ -34,19 +34,13 @@ os.environ.update(
 )
 
 
-# The modules that take longest, longest first (docs/testing.md has their measured times): the two longest start
-# at once on the two workers, and the short ones fill in at the end.
+# The modules that take longest outside the slow tier, longest first (docs/testing.md has their measured times).
 LONGEST_FIRST = (
     "tests/integration/test_pipeline_end_to_end.py",
-    "tests/integration/test_celery_cluster.py",
-    "tests/integration/test_local_airflow_cluster.py",
-    "tests/integration/test_bench_smoke.py",
     "tests/integration/test_dbt_model.py",
     "tests/integration/test_extract_params.py",
     "tests/integration/test_transform_lease.py",
-    "tests/integration/test_pii.py",
     "tests/integration/test_raw_gate.py",
-    "tests/integration/test_last_judged_versions.py",
 )
 
 
@@ -59,8 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With ``--longest-first`` (``make test``, ``make test-quick``), the long modules go first: xdist hands modules
-    to its workers in this order, so the end-to-end module no longer starts last while the other worker idles."""
+    """With ``--longest-first`` (``make test-quick``), the long modules go first: xdist hands modules to its
+    workers in this order, so the end-to-end module no longer starts last while the other worker idles."""
     if not config.getoption("--longest-first"):
         return
     rank = {module: index for index, module in enumerate(LONGEST_FIRST)}
