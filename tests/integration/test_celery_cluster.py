@@ -348,9 +348,11 @@ def test_a_backfill_runs_side_by_side_within_the_pools_and_changes_no_mart(clust
 
     daily = [s.key for s in default_catalogue().by_cadence()["daily"] if s.sync_mode != "full_refresh_overwrite"]
     with psycopg.connect(cluster.warehouse) as conn:
+        # A run's own syncs; a gate may also find and judge a batch a side-by-side run committed before its own
+        # gate ran (judging is idempotent), which the finding run audits with source 'found'.
         batches = conn.execute(
             "select stream, count(*), count(distinct sync_id) from crm_audit.stream_runs where run_id = any(%s)"
-            " group by stream",
+            " and source <> 'found' group by stream",
             ([run_id for run_id, _, _ in backfill()],),
         ).fetchall()
     assert {stream: (n, distinct) for stream, n, distinct in batches} == {

@@ -138,6 +138,10 @@ def test_a_writer_or_a_transform_that_died_leaves_nobody_waiting(warehouse: Ware
         with psycopg.connect(warehouse.libpq()) as killed:
             lease.begin_write(killed, "crm quarantine release", [DEDUP], expires_in=HOUR, on_session=True)
             assert lease.live_writes(conn) == [("crm quarantine release", DEDUP)]
+        # The server ends the closed session's backend a moment later (a bound on a hang, not a timing).
+        deadline = time.monotonic() + 30
+        while lease.live_writes(conn) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert lease.live_writes(conn) == []
         # A run's registration (its gate ends it) lapses if the run dies before that: the sync's and gate's limits.
         lease.begin_write(conn, "extract-1", [DEDUP], expires_in=timedelta(seconds=1), on_session=False)
