@@ -278,10 +278,14 @@ def test_a_stopped_batch_fails_its_gate_while_the_other_streams_reach_the_marts(
     hubspot_before = hubspot_contact_ids(warehouse)
 
     # And, in the same run, a custom field someone added in Salesforce: the destination adds its column (its name
-    # cut as the destination cuts one over 63 characters) and the gate reports it as a warning.
+    # cut as the destination cuts one over 63 characters) and the gate reports it as a warning. And two Lead fields
+    # staging reads, one deleted and one retyped at the source: the destination drops and retypes their columns, the
+    # gate stops that batch, and the transform still publishes, reading the judged leads in their contract's shape.
     fault = (
         '[{"stream": "hubspot.contacts", "kind": "empty_batch", "sync": 2},'
-        ' {"stream": "salesforce.Contact", "kind": "new_column", "sync": 2}]'
+        ' {"stream": "salesforce.Contact", "kind": "new_column", "sync": 2},'
+        ' {"stream": "salesforce.Lead", "kind": "dropped_column", "sync": 2},'
+        ' {"stream": "salesforce.Lead", "kind": "retyped_column", "sync": 2}]'
     )
     runs = {  # the contacts' extract DAG, then the transform (the other extract DAGs have nothing to show here)
         dag_id: local_airflow.dags_test(
@@ -290,11 +294,13 @@ def test_a_stopped_batch_fails_its_gate_while_the_other_streams_reach_the_marts(
         for dag_id in (CONTACTS_DAG, TRANSFORM_DAG_ID)
     }
     assert set(failed_runs(runs)) == {CONTACTS_DAG}, "a stopped batch fails its extract run, so people see it"
+    assert local_airflow.task_states(TRANSFORM_DAG_ID, runs[TRANSFORM_DAG_ID].run_id)["publish_marts"] == "success"
     second = runs[CONTACTS_DAG]
     _the_alerts_name_the_stream_rule_task_and_log(alert_receivers, second.run_id)
 
     states = local_airflow.task_states(CONTACTS_DAG, second.run_id)
     assert states.pop("gate__hubspot__contacts") == "failed"
+    assert states.pop("gate__salesforce__Lead") == "failed"
     assert states.pop("held_back") == "failed", "the run shows red"
     assert states.pop("airbyte_sync") == "skipped"
     assert set(states.values()) == {"success"}, "the other gates and admit ran"
@@ -311,25 +317,46 @@ def test_a_stopped_batch_fails_its_gate_while_the_other_streams_reach_the_marts(
                 "select stream, verdict from crm_audit.batch_verdicts where run_id = %s", (second.run_id,)
             ).fetchall()
         )
-        reported = conn.execute(
-            "select severity, success from crm_audit.gate_results where run_id = %s and rule = %s",
-            (second.run_id, "salesforce.Contact:no_unexpected_columns"),
-        ).fetchall()
+        reported = dict(
+            conn.execute(
+                "select rule, severity from crm_audit.gate_results where run_id = %s and not success"
+                " and rule like 'salesforce.%%'",
+                (second.run_id,),
+            ).fetchall()
+        )
         added = conn.execute(
             "select count(*) from information_schema.columns where table_schema = 'raw_salesforce'"
             " and table_name = 'Contact' and column_name = %s",
             (NEW_COLUMN,),
         ).fetchone()
+        lead_columns = dict(
+            conn.execute(
+                "select column_name, data_type from information_schema.columns where table_schema = 'raw_salesforce'"
+                " and table_name = 'Lead'"
+            ).fetchall()
+        )
         differences = [r for r in reconcile(conn) if r.difference]
     assert verdicts.pop("hubspot.contacts") == "stopped"
+    assert verdicts.pop("salesforce.Lead") == "stopped"
     assert set(verdicts.values()) == {"passed"}, verdicts
-    assert reported == [("warn", False)] and added == (1,), "the new column landed and its gate reported it"
+    assert reported.pop("salesforce.Contact:no_unexpected_columns") == "warn" and added == (1,), "the new column"
+    assert {rule for rule, severity in reported.items() if severity == "error"} == {
+        "salesforce.Lead:contract_columns_present",
+        "salesforce.Lead:contract_column_types",
+    }, "the Lead batch was stopped for the columns the destination dropped and retyped"
+    assert "ConvertedDate" not in lead_columns and lead_columns["IsDeleted"] == "character varying", (
+        "as the destination"
+    )
     assert not differences, "the published marts reconcile with raw"
 
 
 def _the_alerts_name_the_stream_rule_task_and_log(receivers, run_id: str) -> None:
-    """One failed task, one alert per channel, over real SMTP and HTTP, with what a person needs and no secret."""
-    ((webhook,), (email,)) = (receivers.webhooks, receivers.emails)
+    """One alert per failed task and channel, over real SMTP and HTTP, with what a person needs and no secret."""
+    assert len(receivers.webhooks) == len(receivers.emails) == 2, "the contacts' gate and the Lead gate"
+    ((webhook,), (email,)) = (
+        [hook for hook in receivers.webhooks if "gate__hubspot__contacts" in str(hook["text"])],
+        [mail for mail in receivers.emails if "gate__hubspot__contacts" in mail],
+    )
     for text in (str(webhook["text"]), email):
         assert CONTACTS_DAG in text and "gate__hubspot__contacts" in text
         assert "hubspot.contacts:row_count_in_range" in text, "the rule that stopped the batch"

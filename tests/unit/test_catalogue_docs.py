@@ -27,6 +27,7 @@ def test_dbt_sources_match_the_catalogue() -> None:
     for source in {s.source for s in catalogue.streams}:
         path = dbt_sources.path_for(source)
         assert path.read_text() == dbt_sources.render(catalogue, source), "run `crm catalogue-docs` and commit"
+    assert dbt_sources.CONTRACT_MACRO.read_text() == dbt_sources.render_contract(catalogue), "crm catalogue-docs"
 
 
 def test_freshness_follows_each_streams_frequency() -> None:
@@ -35,7 +36,10 @@ def test_freshness_follows_each_streams_frequency() -> None:
     assert tables["deals"]["config"]["freshness"]["warn_after"] == {"count": 2, "period": "hour"}  # hourly
     assert tables["contacts"]["config"]["freshness"]["error_after"] == {"count": 24, "period": "hour"}  # every 6 h
     assert tables["companies"]["config"]["freshness"]["warn_after"] == {"count": 2, "period": "day"}  # daily
-    assert {"name": "properties_email", "config": {"meta": {"pii": "hash"}}} in tables["contacts"]["columns"]
+    assert {"name": "properties_email", "data_type": "varchar", "config": {"meta": {"pii": "hash"}}} in tables[
+        "contacts"
+    ]["columns"]
+    assert {"name": "updatedAt", "data_type": "timestamp with time zone"} in tables["contacts"]["columns"]
 
 
 def test_a_cron_frequency_uses_its_longest_gap() -> None:

@@ -8,7 +8,8 @@ in dbt lost or duplicated something.
 
 One exception: a record whose raw rows staging cannot read (the destination replaced it with a version no gate has
 let through) counts at the last judged version its staging model kept (dbt macro ``last_judged``), read from that
-model, since raw no longer has it. A previous run built that row from raw and reconciled it.
+model, since raw no longer has it. A previous run built that row from raw and reconciled it. And a raw table the
+destination changed (a column dropped or retyped) is read in its contract's shape, as staging reads it.
 """
 
 # ruff: noqa: S608  (every query is assembled from the constant fragments in this module, nothing from input)
@@ -21,8 +22,10 @@ from decimal import Decimal
 
 import psycopg
 
+from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.quality.checkpoint import GateReport, RuleOutcome
 from crm_pipeline.quality.quarantine import ensure_quarantine
+from crm_pipeline.sources.contract import contract_select
 from crm_pipeline.warehouse.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
 
 
@@ -39,8 +42,9 @@ class _Held:
 def _unread(table: str, key: str, stream: str) -> str:
     """Keys of a raw table's rows that staging does not read (quarantined, or of a batch not judged in time)."""
     return (
-        f"select raw_rows.{key}::text from {table} as raw_rows where not (not exists (select from crm_audit.quarantine"
-        f" as quarantined where quarantined.raw_id = raw_rows._airbyte_raw_id) and /*judged:{stream}*/true)"
+        f"select raw_rows.{key}::text from /*raw:{stream}*/{table} as raw_rows where not (not exists"
+        " (select from crm_audit.quarantine as quarantined where quarantined.raw_id = raw_rows._airbyte_raw_id)"
+        f" and /*judged:{stream}*/true)"
     )
 
 
@@ -51,7 +55,7 @@ def _latest(table: str, key: str, cursor: str, stream: str, held: _Held | None =
     version it kept."""
     columns = "*" if held is None else ", ".join(f"{c}::text as {c}" if c == key else c for c in held.columns)
     newest = (
-        f"select distinct on ({key}) {columns} from {table} as raw_rows where not exists (select from"
+        f"select distinct on ({key}) {columns} from /*raw:{stream}*/{table} as raw_rows where not exists (select from"
         f" crm_audit.quarantine as quarantined where quarantined.raw_id = raw_rows._airbyte_raw_id)"
         f" and /*judged:{stream}*/true order by {key}, {cursor} desc nulls last, _airbyte_extracted_at desc"
     )
@@ -68,6 +72,7 @@ def _latest(table: str, key: str, cursor: str, stream: str, held: _Held | None =
 
 
 _JUDGED = re.compile(r"/\*judged:([\w.]+)\*/true")
+_RAW = re.compile(r"/\*raw:([\w.]+)\*/(\S+) as raw_rows")
 _JUDGED_SQL = (
     "exists (select from crm_audit.batch_verdicts as judged where judged.stream = '{stream}'"
     " and judged.sync_id = (raw_rows._airbyte_meta ->> 'sync_id')::bigint and judged.judged_at <= {cutoff})"
@@ -167,7 +172,7 @@ _LIVE_DEAL = (
 )
 # The stage ids the portal's own pipelines mark closed (a full refresh stream: every row of it is current).
 _CLOSED_STAGES = (
-    "select stage ->> 'stageId' from raw_hubspot.deal_pipelines as raw_rows"
+    "select stage ->> 'stageId' from /*raw:hubspot.deal_pipelines*/raw_hubspot.deal_pipelines as raw_rows"
     " cross join lateral jsonb_array_elements(raw_rows.stages) as stage"
     " where (stage -> 'metadata' ->> 'isClosed')::boolean and stage ->> 'stageId' is not null"
     " and not exists (select from crm_audit.quarantine as quarantined"
@@ -242,12 +247,35 @@ def reconcile(conn: psycopg.Connection, marts_schema: str = PUBLISHED_SCHEMA) ->
         raise ValueError(f"marts_schema must be {PUBLISHED_SCHEMA!r} or {BUILD_SCHEMA!r}, got {marts_schema!r}")
     ensure_quarantine(conn)
     judged = _judged_condition(conn)
+    shapes = _contract_shapes(conn)
+
+    def shaped(m: re.Match[str]) -> str:
+        select, table = shapes.get(m.group(1)), m.group(2)
+        return f"{table} as raw_rows" if select is None else f"(select {select} from {table} as raw_rows) as raw_rows"
+
     results = []
     for figure, raw_sql in RAW_FIGURES.items():
-        raw = conn.execute(_JUDGED.sub(lambda m: judged.format(stream=m.group(1)), raw_sql)).fetchone()[0]  # type: ignore[index]
+        sql = _RAW.sub(shaped, _JUDGED.sub(lambda m: judged.format(stream=m.group(1)), raw_sql))
+        raw = conn.execute(sql).fetchone()[0]  # type: ignore[index]
         mart = conn.execute(MART_FIGURES[figure].format(marts=marts_schema)).fetchone()[0]  # type: ignore[index]
         results.append(Reconciliation(figure, Decimal(raw or 0), Decimal(mart or 0)))
     return results
+
+
+def _contract_shapes(conn: psycopg.Connection) -> dict[str, str | None]:
+    """Per stream, the select list reading its raw table in the contract's shape (None: it has that shape)."""
+    specs = default_catalogue().streams
+    present: dict[tuple[str, str], dict[str, str]] = {}
+    for schema, table, column, data_type in conn.execute(
+        "select table_schema, table_name, column_name, data_type from information_schema.columns"
+        " where table_schema = any(%s) order by table_schema, table_name, ordinal_position",
+        (sorted({spec.raw_schema for spec in specs}),),
+    ):
+        present.setdefault((schema, table), {})[column] = data_type
+    return {
+        spec.key: contract_select(spec.columns, present.get((spec.raw_schema, spec.stream), {}), "raw_rows")
+        for spec in specs
+    }
 
 
 def _judged_condition(conn: psycopg.Connection) -> str:

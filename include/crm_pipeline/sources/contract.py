@@ -53,3 +53,44 @@ def destination_column_name(name: str) -> str:
     if len(cleaned) > MAX_IDENTIFIER:
         cleaned = f"{cleaned[:54]}_{str(_java_hash(cleaned))[-8:]}"
     return cleaned
+
+
+# information_schema's names for the types POSTGRES_TYPES spells otherwise
+_SPELLED = {"character varying": "varchar", "numeric": "decimal", "timestamp without time zone": "timestamp"}
+
+
+def contract_select(contract: dict[str, str], present: dict[str, str], alias: str) -> str | None:
+    """The select list that reads a raw table in its contract's shape, or None when it already has it.
+
+    ``contract`` maps the stream's columns to Airbyte types, ``present`` the table's columns to their
+    information_schema types. A dropped column reads as a typed null; a retyped one is cast back as the
+    destination's own USING clauses would restore it. The dbt macro ``contract_columns`` (``gated_source``) does
+    the same for staging, so the mart audit reconciles against what staging read.
+    """
+    want_types = {name: POSTGRES_TYPES[kind] for name, kind in contract.items()}
+    columns, changed = [], False
+    for name, spelled in present.items():
+        have = _SPELLED.get(spelled, spelled)
+        want = want_types.get(name, have)
+        quoted = f"{alias}.{_quote(name)}"
+        if want == have:
+            columns.append(quoted)
+            continue
+        changed = True
+        if have == "jsonb":
+            columns.append(f"({quoted} #>> '{{}}')::{want} as {_quote(name)}")
+        elif want == "jsonb":
+            columns.append(f"to_jsonb({quoted}) as {_quote(name)}")
+        elif have == "timestamp" and want == "timestamp with time zone":
+            columns.append(f"({quoted} at time zone 'UTC') as {_quote(name)}")
+        else:
+            columns.append(f"{quoted}::{want} as {_quote(name)}")
+    for name, want in want_types.items():
+        if name not in present:
+            changed = True
+            columns.append(f"null::{want} as {_quote(name)}")
+    return ", ".join(columns) if changed and present else None
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,5 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'hubspot.deals_archived', 'raw_key': 'id', 'key': 'deal_id'}}) }}
-{{ require_columns(source('hubspot', 'deals_archived'), ['id', 'archivedAt']) }}
 
 -- Deals in HubSpot's recycle bin and when they went there. The deals stream stops emitting an archived deal, so its
 -- last live row stays in raw: this is what takes it out of the pipeline. A deal restored from the bin comes back to

@@ -1,6 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'hubspot.companies', 'raw_key': 'id', 'key': 'company_id'}}) }}
-{{ require_columns(source('hubspot', 'companies'), ['id', 'archived', 'updatedAt', 'properties_name',
-    'properties_domain']) }}
 
 with
 

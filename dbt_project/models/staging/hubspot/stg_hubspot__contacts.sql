@@ -1,6 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'hubspot.contacts', 'raw_key': 'id', 'key': 'contact_id'}}) }}
-{{ require_columns(source('hubspot', 'contacts'), ['id', 'archived', 'updatedAt', 'companies', 'properties_email',
-    'properties_hs_merged_object_ids']) }}
 
 with
 

@@ -1,5 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'hubspot.deals', 'raw_key': 'id', 'key': 'deal_id'}}) }}
-{{ require_columns(source('hubspot', 'deals'), ['id', 'archived', 'updatedAt', 'companies']) }}
 
 -- Every company a live deal is associated with, once (HubSpot repeats an id per association type), the primary
 -- one (macro primary_association, stg_hubspot__deals.company_id) marked: a bridge's rows.

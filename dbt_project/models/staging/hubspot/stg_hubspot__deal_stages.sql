@@ -1,6 +1,5 @@
 {{ config(meta={'last_judged': {
     'stream': 'hubspot.deal_pipelines', 'raw_key': '"pipelineId"', 'key': 'pipeline_id'}}) }}
-{{ require_columns(source('hubspot', 'deal_pipelines'), ['pipelineId', 'label', 'stages']) }}
 
 with
 

@@ -1,6 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'hubspot.deals', 'raw_key': 'id', 'key': 'deal_id'}}) }}
-{{ require_columns(source('hubspot', 'deals'), ['id', 'archived', 'updatedAt', 'companies', 'contacts',
-    'properties_amount', 'properties_dealstage']) }}
 
 with
 

@@ -1,6 +1,3 @@
-{{ require_columns(source('hubspot', 'engagements'), ['id', 'type', 'active', 'timestamp', 'lastUpdated',
-    'associations_contactIds', 'associations_companyIds', 'associations_dealIds']) }}
-
 with
 
 source as (

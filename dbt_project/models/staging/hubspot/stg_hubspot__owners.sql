@@ -1,5 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'hubspot.owners', 'raw_key': 'id', 'key': 'owner_id'}}) }}
-{{ require_columns(source('hubspot', 'owners'), ['id', 'email', 'updatedAt', 'archived']) }}
 
 with
 

@@ -1,5 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'salesforce.Account', 'raw_key': '"Id"', 'key': 'account_id'}}) }}
-{{ require_columns(source('salesforce', 'Account'), ['Id', 'IsDeleted', 'SystemModstamp', 'Name', 'Website']) }}
 
 with
 

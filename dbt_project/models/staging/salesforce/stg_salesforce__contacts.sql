@@ -1,5 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'salesforce.Contact', 'raw_key': '"Id"', 'key': 'contact_id'}}) }}
-{{ require_columns(source('salesforce', 'Contact'), ['Id', 'IsDeleted', 'SystemModstamp', 'AccountId', 'Email']) }}
 
 with
 

@@ -1,5 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'salesforce.Lead', 'raw_key': '"Id"', 'key': 'lead_id'}}) }}
-{{ require_columns(source('salesforce', 'Lead'), ['Id', 'IsDeleted', 'SystemModstamp', 'Email', 'IsConverted']) }}
 
 with
 

@@ -1,6 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'salesforce.Opportunity', 'raw_key': '"Id"', 'key': 'opportunity_id'}}) }}
-{{ require_columns(source('salesforce', 'Opportunity'), ['Id', 'IsDeleted', 'SystemModstamp', 'AccountId', 'Amount',
-    'StageName', 'IsClosed', 'IsWon']) }}
 
 with
 

@@ -1,6 +1,3 @@
-{{ require_columns(source('salesforce', 'OpportunityHistory'), ['Id', 'IsDeleted', 'OpportunityId', 'CreatedDate',
-    'SystemModstamp', 'StageName']) }}
-
 with
 
 source as (

@@ -1,6 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'salesforce.OpportunityStage', 'raw_key': '"Id"', 'key': 'stage_id'}}) }}
-{{ require_columns(source('salesforce', 'OpportunityStage'),
-    ['Id', 'ApiName', 'IsClosed', 'IsWon', 'SystemModstamp']) }}
 
 -- The org's own stage picklist: an opportunity's StageName is one of these values' ApiName, custom ones included.
 with

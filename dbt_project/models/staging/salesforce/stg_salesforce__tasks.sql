@@ -1,6 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'salesforce.Task', 'raw_key': '"Id"', 'key': 'task_id'}}) }}
-{{ require_columns(source('salesforce', 'Task'), ['Id', 'IsDeleted', 'SystemModstamp', 'WhatId', 'WhoId',
-    'AccountId']) }}
 
 with
 

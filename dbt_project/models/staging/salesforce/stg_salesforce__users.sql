@@ -1,5 +1,4 @@
 {{ config(meta={'last_judged': {'stream': 'salesforce.User', 'raw_key': '"Id"', 'key': 'user_id'}}) }}
-{{ require_columns(source('salesforce', 'User'), ['Id', 'Email', 'IsActive', 'SystemModstamp']) }}
 
 with
 
