@@ -6,7 +6,9 @@
 # because dbt-core 1.11 does not run on Python 3.14.
 FROM astrocrpublic.azurecr.io/runtime:3.3-2-python-3.12
 
+# CRM_SOURCE_MODE: streams come from Airbyte, and a connection Variable left empty fails its run (source_mode.py).
 ENV PYTHONPATH="/usr/local/airflow/include" \
+    CRM_SOURCE_MODE="airbyte" \
     DBT_SEND_ANONYMOUS_USAGE_STATS="False" \
     DO_NOT_TRACK="1" \
     GX_ANALYTICS_ENABLED="False" \

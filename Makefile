@@ -12,6 +12,9 @@ UV_VERSION := 0.13.9
 # Two pytest workers, a whole module each (its fixtures are per module): most of a real-scheduler test waits on
 # polls and heartbeats, so the other worker's modules run meanwhile. docs/testing.md has the measurements.
 PYTEST_WORKERS ?= 2
+# Everything here syncs from the local CRM simulator; a deployment (the image) syncs from Airbyte, its default
+# (include/crm_pipeline/source_mode.py). `CRM_SOURCE_MODE=airbyte make up` tries a real Airbyte.
+export CRM_SOURCE_MODE ?= simulator
 PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: help venv browser redis cluster-up cluster-down demo bench test test-quick lint unit integration manifest docs gx-docs report up down status warehouse-up warehouse-down \

@@ -30,6 +30,9 @@ os.environ.update(
         ),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "GX_ANALYTICS_ENABLED": "False",
+        # The tests sync from the simulator, and record that in the warehouses they grant (source_mode.py); a test
+        # of Airbyte mode sets it for its own run.
+        "CRM_SOURCE_MODE": "simulator",
     }
 )
 

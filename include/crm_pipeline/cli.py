@@ -220,11 +220,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from crm_pipeline.demo import print_summary, reset_demo_data, run_dag_test
     from crm_pipeline.local_airflow.runner import run_dbt
     from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, pipeline_dag_ids
+    from crm_pipeline.source_mode import source_mode
 
     stack = init_stack()
     if args.reset:
         done = _step("resetting the demo's raw, staging and mart schemas for a clean first sync")
-        reset_demo_data(stack.warehouse)
+        reset_demo_data(stack.warehouse, source_mode(stack.env))
         done()
     rc, logs = 0, []
     for dag_id in pipeline_dag_ids():

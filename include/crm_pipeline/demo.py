@@ -20,6 +20,7 @@ from crm_pipeline.local_airflow.runner import VENV_BIN, LocalStack
 from crm_pipeline.orchestration.defaults import DAGS_TEST_ENVIRONMENT
 from crm_pipeline.paths import LOCAL_DIR
 from crm_pipeline.quality.marts import MART_GATES
+from crm_pipeline.source_mode import Mode
 from crm_pipeline.warehouse.ddl import table_exists
 from crm_pipeline.warehouse.roles import apply_grants
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -30,15 +31,16 @@ _NEW_STATE = re.compile(r"new_state=(\w+)")
 _FAILURE = re.compile(r"(AirflowFailException|CosmosDbtRunError|Error)[:(] ?(.*)")
 
 
-def reset_demo_data(warehouse: WarehouseUrl) -> None:
+def reset_demo_data(warehouse: WarehouseUrl, mode: Mode) -> None:
     """Drop the simulator's state, raw tables and dbt schemas so the next run starts from the first sync; grant the
-    roles their access to the schemas again."""
+    roles their access to the schemas again (recording the local stack's source ``mode``)."""
     schemas = list(DEMO_SCHEMAS) + sorted({s.raw_schema for s in default_catalogue().streams})
     with psycopg.connect(warehouse.libpq(), autocommit=True) as conn:
         for schema in schemas:
             conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
     with psycopg.connect(warehouse.libpq()) as conn:
-        apply_grants(conn)  # the deploy step again: the dropped schemas and their grants; the audit log stays
+        # the deploy step again: the dropped schemas and their grants; the audit log stays
+        apply_grants(conn, mode=mode)
 
 
 def run_dag_test(stack: LocalStack, dag_id: str) -> tuple[int, Path]:

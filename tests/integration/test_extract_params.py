@@ -59,6 +59,20 @@ def test_a_dry_run_plans_and_writes_nothing(local_airflow, warehouse) -> None:
         assert conn.execute("select to_regclass('raw_hubspot.deals')").fetchone() == (None,)
 
 
+def test_in_airbyte_mode_an_empty_connection_variable_fails_the_first_task(local_airflow, warehouse) -> None:
+    """Fails closed (source_mode.py): Airbyte is the default mode, so a connection whose Variable is empty stops
+    the run at its first task, naming the Variable, and the simulator writes nothing."""
+    run = local_airflow.dags_test(DAG, warehouse, {"CRM_SOURCE_MODE": "airbyte"}, conf=DEALS, **VARIABLES)
+    states = local_airflow.task_states(DAG, run.run_id)
+    assert run.returncode != 0
+    assert states["plan"] == "failed" and states["held_back"] == "failed", "the run shows red"
+    syncs = {task: state for task, state in states.items() if task.endswith(("_sync", "_streams", "_connections"))}
+    assert set(syncs.values()) == {"upstream_failed"}, f"no sync ran: {syncs}"
+    assert "no Airbyte connection id in the Variable(s) airbyte_connection_hubspot_hourly" in run.log
+    with psycopg.connect(warehouse.libpq()) as conn:
+        assert conn.execute("select to_regclass('raw_hubspot.deals')").fetchone() == (None,)
+
+
 def test_a_subset_of_streams_then_a_backfill_window_of_it(local_airflow, warehouse) -> None:
     first, states = _run(local_airflow, warehouse, DEALS)
     assert first.returncode == 0, first.log[-3000:]

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from crm_pipeline import source_mode
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
 from crm_pipeline.quality.rules import raw_rules
 from crm_pipeline.sources.raw_tables import SyncBatch, encode_row, prepare_raw_table, temp_table_name, write_batch
@@ -376,3 +377,18 @@ def test_a_retried_sync_of_the_same_run_returns_the_committed_batch_and_loads_no
         assert conn.execute(f'select count(*) from {spec.raw_schema}."{spec.stream}"').fetchone() == rows
         next_run = run_sync(conn, spec, seed=3, scale="XS", audit_run_id="manual__next")
         assert (next_run.sync_number, next_run.window_start) == (2, first.window_end), "another run syncs on"
+
+
+def test_the_simulator_refuses_a_warehouse_marked_for_airbyte(warehouse: WarehouseUrl) -> None:
+    """The grants step marks the warehouse with its source mode (source_mode.py); once marked for Airbyte, the
+    simulator writes nothing into it, while Airbyte (here its API double, which plays that part) still does."""
+    spec = default_catalogue().get("hubspot.owners")
+    with psycopg.connect(warehouse.libpq(), autocommit=True) as conn:
+        source_mode.record(conn, source_mode.AIRBYTE)
+    with psycopg.connect(warehouse.libpq()) as conn:
+        assert source_mode.recorded(conn) == "airbyte"
+        with pytest.raises(source_mode.SourceModeError, match="marked it for Airbyte"):
+            run_sync(conn, spec, seed=1, scale="XS")
+        conn.rollback()
+        assert conn.execute("select to_regclass('raw_hubspot.owners')").fetchone() == (None,), "nothing written"
+        assert run_sync(conn, spec, seed=1, scale="XS", sync_id=77, as_airbyte=True).rows > 0

@@ -18,6 +18,7 @@ from conftest import scratch_database
 from dbt_runs import build_and_publish
 from psycopg import errors, sql
 
+from crm_pipeline import source_mode
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.quality.quarantine import ensure_quarantine
 from crm_pipeline.quality.raw_gate import judge_batch
@@ -193,6 +194,17 @@ def test_the_loader_writes_raw_only(secured: WarehouseUrl) -> None:
             # Its lease and job tables, and quarantine: emptying a raw table for a replay drops its rows.
             if audit.as_string() not in {f'"crm_audit"."{t}"' for t in (*LOADER_AUDIT_TABLES, "quarantine")}:
                 assert denied(conn, sql.SQL("select 1 from {} limit 1").format(audit)), audit.as_string()
+
+
+def test_the_grants_mark_the_source_mode_and_no_pipeline_role_can_change_it(secured: WarehouseUrl) -> None:
+    """The mark the simulator obeys (source_mode.py) is the database's own setting: the loader and the transformer
+    try to flip it with their own logins, and PostgreSQL refuses (only the database's owner may alter it)."""
+    with psycopg.connect(secured.libpq()) as conn:
+        assert source_mode.recorded(conn) == "simulator", "the tests deploy in simulator mode (conftest)"
+    flip = sql.SQL("alter database {} set crm.source_mode = 'simulator'").format(sql.Identifier(secured.database))
+    for role in (LOADER, TRANSFORMER):
+        with as_role(secured, role) as conn:
+            assert denied(conn, flip), role.name
 
 
 def test_the_loader_passes_airbytes_connection_check_and_creates_no_schema(secured: WarehouseUrl) -> None:

@@ -26,6 +26,7 @@ from crm_pipeline.paths import (
     PROJECT_DIR,
     WAREHOUSE_CONN_ID,
 )
+from crm_pipeline.source_mode import MODE_VARIABLE, SIMULATOR
 from crm_pipeline.warehouse import pii
 from crm_pipeline.warehouse.roles import ROLES, role_url
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -109,6 +110,9 @@ def airflow_environment(
         # GX: no analytics calls (its contexts are ephemeral; nothing is written to disk).
         "GX_ANALYTICS_ENABLED": "False",
         "CRM_PROJECT_DIR": str(PROJECT_DIR),
+        # Local Airflow is for development: streams come from the simulator unless the environment says otherwise
+        # (a deployment's default is Airbyte: source_mode.py).
+        MODE_VARIABLE: os.environ.get(MODE_VARIABLE) or SIMULATOR,
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
         "NO_PROXY": "127.0.0.1,localhost",

@@ -134,11 +134,12 @@ def apply_warehouse_grants(stack: LocalStack) -> None:
     """``crm warehouse grants`` on the local stack's warehouse: the structure the tasks use and the roles its
     ``crm_warehouse_<role>`` connections log in as. Without them no task can run, so a user that may not create
     roles stops the setup here, with what to run instead."""
+    from crm_pipeline.source_mode import source_mode
     from crm_pipeline.warehouse.locate import connect
     from crm_pipeline.warehouse.roles import apply_grants_if_allowed
 
     with connect(stack.warehouse) as conn:
-        if problem := apply_grants_if_allowed(conn):
+        if problem := apply_grants_if_allowed(conn, mode=source_mode(stack.env)):
             raise WarehouseConfigError(f"{problem}; the pipeline's tasks log in as these roles")
 
 

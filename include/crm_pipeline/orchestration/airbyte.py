@@ -2,8 +2,9 @@
 
 Which path a connection takes is decided when the DAG runs, not when it is parsed (parsing reads no Variables):
 ``airbyte_connections`` maps the Airbyte task over the connections whose Variable holds a connection id, and
-``simulated_streams`` maps the simulator's sync over the streams of every other connection. Streams of one
-connection share one Airbyte job; the job id is what Airbyte stamps as ``_airbyte_meta.sync_id``, so each
+``simulated_streams`` maps the simulator's sync over the streams of every other connection, in simulator mode
+only (``source_mode``: in Airbyte mode, the default, ``plan`` fails a run with a connection not configured).
+Streams of one connection share one Airbyte job; the job id is what Airbyte stamps as ``_airbyte_meta.sync_id``, so each
 stream's gate checks exactly the rows of that job.
 """
 
@@ -20,6 +21,7 @@ from airflow.providers.airbyte.triggers.airbyte import AirbyteSyncTrigger
 from airflow.sdk import Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from crm_pipeline import source_mode
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
 from crm_pipeline.lineage import report_tables
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
@@ -212,7 +214,10 @@ def airbyte_connections(stream_keys: list[str]) -> list[dict[str, str]]:
 
 @task
 def simulated_streams(stream_keys: list[str]) -> list[str]:
-    """The selected streams whose connection has no Airbyte connection id: the simulator syncs them, one task each."""
+    """The selected streams whose connection has no Airbyte connection id: the simulator syncs them, one task each
+    (in simulator mode only: in Airbyte mode ``plan`` has already failed the run for them)."""
+    if source_mode.source_mode() == source_mode.AIRBYTE:
+        return []
     keys = selected_streams(stream_keys)
     configured = configured_connections(keys)
     groups = connection_groups(keys)
@@ -230,6 +235,13 @@ def plan(stream_keys: list[str]) -> bool:
     window = backfill_window(context)
     keys = selected_streams(stream_keys)
     configured = configured_connections(keys)
+    missing = sorted(set(connection_groups(keys)) - set(configured))
+    if missing and source_mode.source_mode() == source_mode.AIRBYTE:
+        raise AirflowFailException(
+            f"no Airbyte connection id in the Variable(s) {', '.join(missing)}: {source_mode.MODE_VARIABLE} is"
+            f" {source_mode.AIRBYTE!r} (the default), so every stream syncs through Airbyte; set each Variable to its"
+            f" connection's id (docs/deploy.md), or {source_mode.MODE_VARIABLE}=simulator on a development machine"
+        )
     if window is not None and configured:
         raise AirflowFailException(
             f"a backfill window applies to simulated streams only; {', '.join(sorted(configured))} sync through"

@@ -13,6 +13,7 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from crm_pipeline import source_mode
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.orchestration.extract import TRANSFORM_DAG_ID, extract_dag_id
 
@@ -30,6 +31,11 @@ def guard() -> str:
     if confirm != stream:
         raise AirflowFailException(f"param confirm must repeat the stream to replay ({stream!r}), got {confirm!r}")
     spec = default_catalogue().get(str(stream))
+    if source_mode.source_mode() == source_mode.AIRBYTE:
+        raise AirflowFailException(
+            f"{source_mode.MODE_VARIABLE} is 'airbyte': {spec.key} comes from Airbyte, so clear the stream in Airbyte,"
+            " then run its extract DAG (a replay resyncs from the simulator)"
+        )
     if configured := configured_connections([spec.key]):
         (variable,) = configured
         raise AirflowFailException(

@@ -146,6 +146,7 @@ class AirbyteDouble:
                         seed=self.seed,
                         scale=self.scale,  # type: ignore[arg-type]
                         sync_id=job.job_id,
+                        as_airbyte=True,
                     )
                     job.rows += result.rows
                     job.bytes += result.rows * 512

@@ -43,6 +43,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from crm_pipeline import source_mode
 from crm_pipeline.catalogue import Catalogue, default_catalogue
 from crm_pipeline.paths import LOCAL_DIR, WAREHOUSE_CONN_ID
 from crm_pipeline.warehouse import audit_log, loader_guard, pii, publish
@@ -244,11 +245,16 @@ def grant_published(conn: psycopg.Connection) -> None:
 
 
 def apply_grants(
-    conn: psycopg.Connection, catalogue: Catalogue | None = None, *, pepper: str | None = None
+    conn: psycopg.Connection,
+    catalogue: Catalogue | None = None,
+    *,
+    pepper: str | None = None,
+    mode: source_mode.Mode | None = None,
 ) -> list[str]:
     """The deploy step: install the pipeline's structure, create the roles, install the PII key (``pepper``, else
-    the ``crm_pii_pepper`` connection's) and (re)apply every grant: idempotent, safe to run at every deploy.
-    Returns the roles."""
+    the ``crm_pii_pepper`` connection's), record the source mode (``mode``, else ``CRM_SOURCE_MODE``'s) and
+    (re)apply every grant: idempotent, safe to run at every deploy. Returns the roles."""
+    mode = mode or source_mode.source_mode()
     catalogue = catalogue or default_catalogue()
     install_structure(conn, catalogue)
     loader_guard.install(conn, LOADER.name)
@@ -257,20 +263,21 @@ def apply_grants(
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (GRANT_LOCK_KEY,))
         grant_published(conn)
+        source_mode.record(conn, mode)
         audit_log.record_event(
             conn,
             "grant",
             "warehouse roles",
-            details={"roles": {r.name: r.purpose for r in ROLES}, "database": conn.info.dbname},
+            details={"roles": {r.name: r.purpose for r in ROLES}, "database": conn.info.dbname, "source_mode": mode},
         )
     return [r.name for r in ROLES]
 
 
-def apply_grants_if_allowed(conn: psycopg.Connection) -> str | None:
+def apply_grants_if_allowed(conn: psycopg.Connection, mode: source_mode.Mode) -> str | None:
     """``apply_grants`` for the local tooling (``crm init``, ``make demo``): None when done, else why not. A
     configured warehouse whose user may not create roles still runs the demo; an admin runs the grants."""
     try:
-        apply_grants(conn)
+        apply_grants(conn, mode=mode)
     except psycopg.errors.InsufficientPrivilege as refused:
         conn.rollback()
         return (

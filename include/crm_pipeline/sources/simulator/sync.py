@@ -26,6 +26,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from crm_pipeline import source_mode
 from crm_pipeline.catalogue import (
     MAX_INTERVAL,
     Catalogue,
@@ -277,6 +278,7 @@ def run_sync(
     window: tuple[datetime, datetime] | None = None,
     audit_run_id: str | None = None,
     drop_cascade: bool = False,
+    as_airbyte: bool = False,
 ) -> SyncResult:
     """Run the next sync of ``spec`` against the simulated company and write it to the raw table.
 
@@ -287,7 +289,11 @@ def run_sync(
     stream delivers its whole table, as always).
     ``audit_run_id``: record the load in the audit log under this run, in the load's own transaction (the pipeline's
     syncs do; the Airbyte API double, which plays Airbyte's part, does not).
-    ``drop_cascade``: the destination's option of that name (off by default, docs/deploy.md)."""
+    ``drop_cascade``: the destination's option of that name (off by default, docs/deploy.md).
+    A warehouse marked for Airbyte (``source_mode``) is refused, but to the Airbyte API double (``as_airbyte``),
+    which plays Airbyte's part."""
+    if not as_airbyte:
+        source_mode.refuse_simulated_writes(conn)
     if audit_run_id is not None:
         audit_log.ensure_audit_log(conn)
     with ddl_transaction(conn):
