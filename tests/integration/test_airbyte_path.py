@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -83,7 +84,7 @@ def _run_operator(airbyte: AirbyteDouble, **operator_args: Any) -> Any:
     except TaskDeferred as deferred:
         trigger = deferred.trigger
         assert isinstance(trigger, CancellingAirbyteSyncTrigger), "deferred tasks cancel their job when killed"
-        trigger.poll_interval = 0.2
+        trigger.poll_interval, trigger.read_timeout = 0.2, 1.0
         event = asyncio.run(_first_event(trigger))
         return getattr(operator, deferred.method_name)(context, event)
 
@@ -106,18 +107,21 @@ def task_env(local_airflow, warehouse, airbyte, monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        ("fail", f"Airbyte sync of {NAMES}, job 1000 failed: Job failed"),
+        ("fail", f"Airbyte sync of {NAMES}, job 1000, ended error: Job run 1000 has failed (status failed)"),
         ("unauthorized", f"Airbyte sync of {NAMES} failed: Unexpected status code 401"),
         ("unknown_status", f"Airbyte sync of {NAMES}, job 1000, ended error: Response validation"),
-        ("hang", f"Airbyte sync of {NAMES}, job 1000, ended error: timed out"),
+        ("hang", f"Airbyte sync of {NAMES}, job 1000, ended error: Job run 1000 has not reached a terminal status"),
     ],
 )
 def test_failed_unauthorised_unknown_and_hung_jobs_fail_the_task_clearly(
     airbyte, task_env, warehouse, caplog, mode, expected
 ) -> None:
+    """A job fails later, seen by a status read (never in the POST's answer). A status read that hangs is retried
+    under the same job until the wait ends: no second job."""
     airbyte.mode = mode
     with pytest.raises(AirflowException) as failure:
-        _run_operator(airbyte)
+        _run_operator(airbyte, timeout=4)
+    assert len(airbyte.jobs) <= 1, "never a second job"
     assert expected in str(failure.value)
     assert airbyte.client_secret not in str(failure.value) + caplog.text, "the client secret never reaches the logs"
     with psycopg.connect(warehouse.libpq()) as conn:
@@ -239,7 +243,7 @@ def test_a_deferred_kill_ends_the_registration_when_the_cancel_fails(airbyte, ta
 
 def _wait_until_ended(airbyte: AirbyteDouble, job_id: int) -> None:
     deadline = time.time() + 120
-    while airbyte.jobs[job_id].status in ("pending", "running"):
+    while airbyte.jobs[job_id].status in ("pending", "queued", "running"):
         assert time.time() < deadline, f"job {job_id} still {airbyte.jobs[job_id].status}"
         time.sleep(0.1)
 
@@ -268,3 +272,75 @@ def test_batches_of_jobs_that_ended_are_judged_and_those_still_running_wait(airb
     ended, waiting = ended_jobs("hubspot.deals", [failed, clicked, pending, 424242])
     assert ended == [failed, clicked, 424242]
     assert waiting == {pending: "pending"}
+
+
+def _recorded(warehouse: WarehouseUrl) -> list[tuple[Any, ...]]:
+    with psycopg.connect(warehouse.libpq()) as conn:
+        return conn.execute("select job_id, status, api_events from crm_audit.airbyte_jobs order by job_id").fetchall()
+
+
+@pytest.mark.parametrize("mode", ["queued", "incomplete"])
+def test_queued_and_incomplete_jobs_keep_waiting_until_they_succeed(airbyte, task_env, warehouse, mode) -> None:
+    """The platform queues jobs when its workers are busy, and shows ``incomplete`` while a failed attempt is tried
+    again: both are waiting states (the provider's own trigger fails the task on ``queued`` and leaves the job)."""
+    airbyte.mode = mode
+    batches = _run_operator(airbyte, timeout=120)
+    ((job_id, job),) = airbyte.jobs.items()
+    assert job.status == "succeeded" and job.reads > 2
+    assert {batch["sync_id"] for batch in batches.values()} == {job_id}
+    assert _recorded(warehouse) == [(job_id, "succeeded", [])]
+
+
+def test_a_sync_submitted_while_its_connection_runs_a_job_attaches_to_it(airbyte, task_env, warehouse) -> None:
+    """A retry after a hang, or a job someone started in Airbyte: the API answers the second submit 409
+    (``try-again-later``). The task finds the connection's running job and waits for it; no second job."""
+    airbyte.mode = "pending"
+    running = int(AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).submit_sync_connection(CONNECTION_ID).job_id)
+    airbyte.mode = "ok"
+    releasing = threading.Timer(1.0, airbyte.release, args=(running,))
+    releasing.start()
+    try:
+        batches = _run_operator(airbyte, timeout=120)
+    finally:
+        releasing.cancel()
+    assert list(airbyte.jobs) == [running], "no second job"
+    assert {batch["sync_id"] for batch in batches.values()} == {running}
+    assert any(m == "GET" and p.startswith(f"/v1/jobs?connectionId={CONNECTION_ID}&") for m, p in airbyte.requests)
+    ((job_id, status, events),) = _recorded(warehouse)
+    assert (job_id, status) == (running, "succeeded")
+    assert [e["submit"] for e in events] == ["409: attached to the connection's running job"]
+
+
+@pytest.mark.parametrize(("mode", "errors"), [("flaky", ["HTTP 503", "ReadTimeout"]), ("expire_token", ["HTTP 401"])])
+def test_failed_status_reads_are_retried_under_the_same_job(airbyte, task_env, warehouse, mode, errors) -> None:
+    """A 503, a read that outlasts its timeout, a token revoked mid-job (the SDK drops it on 401 and fetches a new
+    one): each read is retried with backoff, the job keeps its id, and the retries are recorded with the job."""
+    airbyte.mode = mode
+    batches = _run_operator(airbyte, timeout=120)
+    ((job_id, job),) = airbyte.jobs.items()
+    assert job.status == "succeeded"
+    assert {batch["sync_id"] for batch in batches.values()} == {job_id}
+    ((_, status, events),) = _recorded(warehouse)
+    assert status == "succeeded" and [e["error"] for e in events] == errors
+    if mode == "expire_token":
+        assert [m for m, path in airbyte.requests if path == "/v1/applications/token"] == ["POST", "POST"]
+
+
+def test_a_cancel_that_meets_an_ended_job_is_recorded_not_raised(airbyte, task_env, warehouse) -> None:
+    """The execution timeout cancels the job, which ends just then: Airbyte answers the cancel 409
+    (``state-conflict``). The task fails for its timeout, not for the cancel, and the job's record says so."""
+    airbyte.mode = "pending"
+    switching = threading.Timer(1.0, setattr, args=(airbyte, "mode", "ends_on_cancel"))
+    switching.start()
+    with pytest.raises(AirflowException, match="ended timeout"):
+        _run_operator(airbyte, execution_timeout=timedelta(seconds=2))
+    ((job_id, job),) = airbyte.jobs.items()
+    assert ("DELETE", f"/v1/jobs/{job_id}") in airbyte.requests and job.status == "succeeded"
+    ((_, status, events),) = _recorded(warehouse)
+    assert status == "succeeded" and [e.get("cancel") for e in events] == ["already ended"]
+
+
+def test_airflows_connection_test_reaches_the_health_endpoint(airbyte, task_env) -> None:
+    """The Airflow UI's "Test" button on the Airbyte connection calls ``GET /v1/health`` (no authentication)."""
+    assert AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).test_connection() == (True, "Connection successfully tested")
+    assert ("GET", "/v1/health") in airbyte.requests

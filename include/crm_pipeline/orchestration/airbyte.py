@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Collection
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
+from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
 from airflow.providers.airbyte.operators.airbyte import AirbyteTriggerSyncOperator
-from airflow.providers.airbyte.triggers.airbyte import AirbyteSyncTrigger
 from airflow.sdk import Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from crm_pipeline import source_mode
 from crm_pipeline.catalogue import StreamSpec, default_catalogue
 from crm_pipeline.lineage import report_tables
+from crm_pipeline.orchestration import airbyte_jobs
+from crm_pipeline.orchestration.airbyte_jobs import ENDED
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 from crm_pipeline.paths import LOADER_CONN_ID
 
@@ -32,6 +35,7 @@ AIRBYTE_CONN_ID = "airbyte_default"
 # How long one Airbyte sync may take before its job is cancelled (read from the environment, not a Variable:
 # execution_timeout is fixed when the DAG is parsed).
 TIMEOUT_VARIABLE = "CRM_AIRBYTE_SYNC_TIMEOUT_MINUTES"
+POLL_SECONDS = 60  # how often a deferred sync asks Airbyte for its job's status
 
 
 def sync_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> timedelta:
@@ -63,7 +67,8 @@ create table if not exists crm_audit.airbyte_jobs (
     started_at timestamptz,
     run_id text,
     recorded_at timestamptz not null default now()
-)
+);
+alter table crm_audit.airbyte_jobs add column if not exists api_events jsonb not null default '[]'::jsonb
 """
 
 
@@ -90,13 +95,45 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
     def execute(self, context: Any) -> dict[str, dict[str, Any]]:
         self._register_write(context)  # before the job: it may reschedule the task while a transform reads raw
         try:
-            super().execute(context)  # defers while the job runs; returns when it had already finished
-        except Exception as exc:  # the hook's AirflowException, or a misconfigured connection's ValueError
+            return self._submit_and_defer(context)
+        except Exception as exc:  # an API error, or a misconfigured connection's ValueError
             self._record_failure(context)
             job = getattr(self, "job_id", None)
             where = f"{self._names()}, job {job}" if job else self._names()
             raise AirflowException(f"Airbyte sync of {where} failed: {exc}") from exc
-        return self._finish(context, int(self.job_id))
+
+    def _submit_and_defer(self, context: Any) -> dict[str, dict[str, Any]]:
+        """Start the job (or attach to the connection's running one: ``airbyte_jobs.submit``) and defer until it
+        ends, whatever waiting state it reports (the provider's own ``execute`` fails on ``queued``)."""
+        hook = AirbyteHook(airbyte_conn_id=self.airbyte_conn_id, api_version=self.api_version)
+        submitted = airbyte_jobs.submit(hook, str(self.connection_id))
+        self.job_id = submitted.job_id
+        events: list[dict[str, Any]] = []
+        if submitted.attached:
+            self.log.warning("%s already had job %s running (409): waiting for it", self._names(), self.job_id)
+            events.append({"submit": "409: attached to the connection's running job", "at": time.time()})
+        self.log.info("Airbyte job %s, status %s", self.job_id, submitted.status)
+        if submitted.status == "succeeded":
+            return self._finish(context, self.job_id, events)
+        if submitted.status in ENDED:
+            raise AirflowException(f"Job {self.job_id} {submitted.status}")
+        now = time.time()
+        execution_deadline = now + self.execution_timeout.total_seconds() if self.execution_timeout else None
+        registered = (self.raw_write_holder, self._streams()) if self.raw_write_holder else None
+        self.defer(
+            trigger=CancellingAirbyteSyncTrigger(
+                conn_id=self.airbyte_conn_id,
+                job_id=self.job_id,
+                end_time=now + self.timeout,
+                execution_deadline=execution_deadline,
+                poll_interval=POLL_SECONDS,
+                raw_write=registered,
+                api_events=events,
+            ),
+            method_name="execute_complete",
+            # two polls more than the execution timeout, for the trigger's timeout event and the cancel
+            timeout=self.execution_timeout + timedelta(seconds=2 * POLL_SECONDS) if self.execution_timeout else None,
+        )
 
     def _register_write(self, context: Any) -> None:
         """A job that dedups or overwrites replaces raw rows: its streams are registered before it starts
@@ -124,10 +161,14 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
         from crm_pipeline.orchestration.replacing_writes import end
 
         try:
-            # The provider's on_kill asks Airbyte for the job's status before cancelling: with no job yet (killed
-            # while registering or submitting) there is nothing to ask about or cancel.
-            if getattr(self, "job_id", None):
-                super().on_kill()  # cancels the job
+            # With no job yet (killed while registering or submitting) there is nothing to cancel.
+            if job_id := getattr(self, "job_id", None):
+                hook = AirbyteHook(airbyte_conn_id=self.airbyte_conn_id, api_version=self.api_version)
+                try:
+                    outcome = airbyte_jobs.cancel(hook, int(job_id))
+                except Exception as exc:
+                    raise AirflowException(f"could not cancel Airbyte job {job_id}: {exc}") from exc
+                self.log.info("on_kill: Airbyte job %s: %s", job_id, outcome)
         finally:
             # Registered by this execute, if the job replaces rows; ended even when Airbyte cannot be reached, or
             # a transform would wait for the registration until it lapses.
@@ -138,41 +179,43 @@ class CrmAirbyteSyncOperator(AirbyteTriggerSyncOperator):
         streams = ", ".join(s.key for s in connection_groups().get(self.connection_variable, []))
         return f"{self.connection_variable} (streams {streams})"
 
-    def defer(self, *, trigger: Any, **kwargs: Any) -> NoReturn:
-        if isinstance(trigger, AirbyteSyncTrigger):
-            registered = (self.raw_write_holder, self._streams()) if self.raw_write_holder else None
-            trigger = CancellingAirbyteSyncTrigger(**trigger.serialize()[1], raw_write=registered)
-        super().defer(trigger=trigger, **kwargs)
-
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, dict[str, Any]]:
-        try:
-            super().execute_complete(context, event)
-        except RuntimeError as exc:
-            self._record_failure(context, event.get("job_id"))
+        job_id, status = int(event["job_id"]), str(event["status"])
+        events = list(event.get("api_events") or [])
+        if status == "timeout":  # the execution timeout: the job must not go on syncing on its own
+            hook = AirbyteHook(airbyte_conn_id=self.airbyte_conn_id, api_version=self.api_version)
+            try:
+                events.append({"cancel": airbyte_jobs.cancel(hook, job_id), "at": time.time()})
+            except Exception:
+                self.log.warning("could not cancel Airbyte job %s after the timeout", job_id, exc_info=True)
+        if status != "success":
+            self._record_failure(context, job_id, events)
             raise AirflowException(
-                f"Airbyte sync of {self._names()}, job {event.get('job_id')}, ended {event.get('status')}: {exc}"
-            ) from exc
-        return self._finish(context, int(event["job_id"]))
+                f"Airbyte sync of {self._names()}, job {job_id}, ended {status}: {event.get('message')}"
+            )
+        return self._finish(context, job_id, events)
 
-    def _finish(self, context: Any, job_id: int) -> dict[str, dict[str, Any]]:
+    def _finish(self, context: Any, job_id: int, events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Record the succeeded job; each stream's batch is the job's rows (its id is their ``sync_id``)."""
         from crm_pipeline.warehouse.locate import task_warehouse_url
 
-        store_airbyte_job(self.connection_variable, job_id, context["run_id"])
+        store_airbyte_job(self.connection_variable, job_id, context["run_id"], events)
         specs = connection_groups()[self.connection_variable]
         report_tables(task_warehouse_url(LOADER_CONN_ID), outputs=[(s.raw_schema, s.stream) for s in specs])
         ti = context.get("ti")
         started = ti.start_date.isoformat() if ti is not None and ti.start_date else None
         return {s.key: {"stream": s.key, "sync_id": job_id, "source": "airbyte", "started_at": started} for s in specs}
 
-    def _record_failure(self, context: Any, job_id: int | None = None) -> None:
+    def _record_failure(
+        self, context: Any, job_id: int | None = None, events: list[dict[str, Any]] | None = None
+    ) -> None:
         """Failed, cancelled and timed-out jobs go to the audit table too; never mask the original error."""
         self._end_write(context)  # never raises
         job_id = job_id or getattr(self, "job_id", None)
         if not job_id:
             return
         try:
-            store_airbyte_job(self.connection_variable, int(job_id), context["run_id"])
+            store_airbyte_job(self.connection_variable, int(job_id), context["run_id"], events or [])
         except Exception:  # the sync's own failure is what the task must report
             self.log.warning("could not record Airbyte job %s in crm_audit.airbyte_jobs", job_id, exc_info=True)
 
@@ -260,10 +303,6 @@ def plan(stream_keys: list[str]) -> bool:
     return True
 
 
-# Airbyte's final job states (``JobStatus.kt``); ``incomplete`` is a failed attempt of a job that tries again.
-ENDED = frozenset({"succeeded", "failed", "cancelled"})
-
-
 def ended_jobs(stream_key: str, sync_ids: list[int]) -> tuple[list[int], dict[int, str]]:
     """Of a stream's unjudged sync ids, those whose job has ended, and the others with their status. A stream the
     simulator syncs writes each batch in one transaction, so every batch it shows has ended; for a stream synced
@@ -271,7 +310,6 @@ def ended_jobs(stream_key: str, sync_ids: list[int]) -> tuple[list[int], dict[in
     not know (404) has ended too: nothing will add to its rows."""
     if not sync_ids or not configured_connections([stream_key]):
         return sync_ids, {}
-    from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
 
     hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
     ended, waiting = [], {}
@@ -289,9 +327,10 @@ def ended_jobs(stream_key: str, sync_ids: list[int]) -> tuple[list[int], dict[in
     return ended, waiting
 
 
-def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
-    """Record a job's final state (id, status, rows, bytes, duration) in ``crm_audit.airbyte_jobs``."""
-    from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
+def store_airbyte_job(variable: str, job_id: int, run_id: str, events: list[dict[str, Any]]) -> None:
+    """Record a job's final state (id, status, rows, bytes, duration) in ``crm_audit.airbyte_jobs``, with what the
+    API made the task do on the way (``api_events``: a 409 attach, retried reads, a cancel)."""
+    from psycopg.types.json import Jsonb
 
     from crm_pipeline.warehouse import audit_log
     from crm_pipeline.warehouse.ddl import run_ddl, split_script
@@ -304,9 +343,11 @@ def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
         audit_log.ensure_audit_log(conn)
         conn.execute(
             "insert into crm_audit.airbyte_jobs (job_id, connection_variable, connection_id, streams, status,"
-            " rows_synced, bytes_synced, duration, started_at, run_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " rows_synced, bytes_synced, duration, started_at, run_id, api_events)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " on conflict (job_id) do update set status = excluded.status, rows_synced = excluded.rows_synced,"
-            " bytes_synced = excluded.bytes_synced, duration = excluded.duration",
+            " bytes_synced = excluded.bytes_synced, duration = excluded.duration,"
+            " api_events = crm_audit.airbyte_jobs.api_events || excluded.api_events",
             (
                 job.job_id,
                 variable,
@@ -318,6 +359,7 @@ def store_airbyte_job(variable: str, job_id: int, run_id: str) -> None:
                 job.duration,
                 job.start_time,
                 run_id,
+                Jsonb(events),
             ),
         )
         audit_log.record_event(

@@ -5,10 +5,17 @@ public API (v1) as ``apache-airflow-providers-airbyte`` and ``airbyte-api`` call
 
 * ``POST /v1/applications/token`` (form: ``grant_type=client_credentials``, ``client_id``, ``client_secret``) →
   ``{"access_token", "token_type": "Bearer", "expires_in"}``; every other call needs ``Authorization: Bearer``;
-* ``POST /v1/jobs`` (``{"connectionId", "jobType": "sync"}``) → a job response, status ``pending``;
+* ``POST /v1/jobs`` (``{"connectionId", "jobType": "sync"}``) → a job response, status ``pending``; while the
+  connection already has a job pending, queued or running, 409 ``try-again-later`` (``TemporalClient.kt``'s
+  "A sync is already running", mapped by ``SchedulerHandler.kt`` and ``ConfigClientErrorHandler.kt``);
+* ``GET /v1/jobs?connectionId=…`` → ``{"data": [job responses], "next": "", "previous": ""}``;
 * ``GET /v1/jobs/{jobId}`` → ``{"jobId", "status", "jobType", "startTime", "connectionId", "rowsSynced",
-  "bytesSynced", "duration"}``;
-* ``DELETE /v1/jobs/{jobId}`` → the job, now ``cancelled``.
+  "bytesSynced", "duration"}``, and ``lastUpdatedAt`` once the job has ended (``JobResponseMapper.kt``);
+* ``DELETE /v1/jobs/{jobId}`` → the job, now ``cancelled``; an ended job is left as it is.
+
+Errors are Problem JSON bodies (``type``, ``title``, ``status``, ``detail``, ``data``) sent as
+``application/json``, as ``api-problems.yaml`` and the server's problem handler make them (all in
+airbytehq/airbyte-platform).
 
 A sync job does what Airbyte would: for each stream of the connection it runs the CRM simulator's next sync into
 the warehouse, stamping the job id as ``_airbyte_meta.sync_id``, logged in as ``crm_loader``, the login
@@ -16,7 +23,11 @@ docs/deploy.md gives the destination (the deploy step must have created the role
 platform's misbehaviour: ``ok``, ``pending`` (jobs never start), ``fail`` (jobs fail), ``fail_after_load`` (the
 first stream's rows land, then the job fails: each COPY flush commits in the real destination, so a failed job can
 leave rows behind), ``hang`` (job reads never answer), ``unauthorized`` (the token endpoint answers 401),
-``unknown_status`` (jobs report a status the API does not define).
+``unknown_status`` (jobs report a status the API does not define), ``queued`` (a job waits ``queued`` for its
+first reads, as when workers are busy, then runs), ``incomplete`` (a job's first reads show ``incomplete``, an
+attempt that failed and is tried again), ``flaky`` (a job's first read answers 503, its second hangs past the
+client's timeout), ``expire_token`` (the first job read finds every issued token revoked: 401), ``ends_on_cancel``
+(a cancel arrives as the job ends: the job succeeds and the cancel answers 409 ``state-conflict``).
 """
 
 from __future__ import annotations
@@ -40,7 +51,22 @@ from crm_pipeline.sources.simulator.sync import run_sync
 from crm_pipeline.warehouse.roles import LOADER, ROLES_DIR, role_password
 from crm_pipeline.warehouse.url import WarehouseUrl
 
-MODES = ("ok", "pending", "fail", "fail_after_load", "hang", "unauthorized", "unknown_status")
+MODES = (
+    "ok",
+    "pending",
+    "fail",
+    "fail_after_load",
+    "hang",
+    "unauthorized",
+    "unknown_status",
+    "queued",
+    "incomplete",
+    "flaky",
+    "expire_token",
+    "ends_on_cancel",
+)
+WAITING = ("pending", "queued", "running", "incomplete")
+PROBLEMS = "https://reference.airbyte.com/reference/errors#"
 
 
 @dataclass
@@ -53,20 +79,29 @@ class Job:
     rows: int = 0
     bytes: int = 0
     error: str | None = None
+    reads: int = 0  # status reads answered so far (scripted modes act on the first ones)
 
     def response(self, status: str | None = None) -> dict[str, Any]:
         elapsed = int((self.finished or time.time()) - self.started)
-        return {
+        shown = status or self.status
+        body: dict[str, Any] = {
             "jobId": self.job_id,
-            "status": status or self.status,
+            "status": shown,
             "jobType": "sync",
             "connectionId": self.connection_id,
             "startTime": datetime.fromtimestamp(self.started, UTC).isoformat(),
-            "lastUpdatedAt": datetime.now(UTC).isoformat(),
-            "duration": f"PT{elapsed}S",
+            "duration": None if shown == "pending" else f"PT{elapsed}S",
             "rowsSynced": self.rows,
             "bytesSynced": self.bytes,
         }
+        if self.finished is not None and shown not in WAITING:
+            body["lastUpdatedAt"] = datetime.fromtimestamp(self.finished, UTC).isoformat()
+        return body
+
+
+def problem(status: int, name: str, detail: str) -> dict[str, Any]:
+    """An error body as the API sends one (``api-problems.yaml``)."""
+    return {"type": PROBLEMS + name, "title": name, "status": status, "detail": detail}
 
 
 class AirbyteDouble:
@@ -93,6 +128,7 @@ class AirbyteDouble:
         self.jobs: dict[int, Job] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path): what the client asked, for tests
         self._tokens: set[str] = set()
+        self._expired = False  # expire_token mode: the tokens were revoked once
         self._next_id = first_job_id
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -119,16 +155,45 @@ class AirbyteDouble:
         return replace(self.warehouse, user=LOADER.name, password=role_password(LOADER, self.roles_dir))
 
     # -- jobs --------------------------------------------------------------------------------------------
-    def _create_job(self, connection_id: str) -> Job:
+    def _create_job(self, connection_id: str) -> Job | None:
+        """A new job of the connection, or None while it already has one that has not ended (Airbyte's 409)."""
         with self._lock:
+            if any(j.connection_id == connection_id and j.status in WAITING for j in self.jobs.values()):
+                return None
             job = Job(self._next_id, connection_id)
             self._next_id += 1
             self.jobs[job.job_id] = job
-        if self.mode in ("ok", "fail_after_load"):
-            threading.Thread(target=self._run, args=(job, self.mode == "fail_after_load"), daemon=True).start()
+        if self.mode in ("ok", "fail_after_load", "incomplete", "flaky", "expire_token", "ends_on_cancel"):
+            self.release(job.job_id, fail_after_load=self.mode == "fail_after_load")
         elif self.mode == "fail":
-            job.status, job.finished, job.error = "failed", time.time(), "source-hubspot: HTTP 429 from HubSpot"
+            threading.Thread(target=self._fail_soon, args=(job,), daemon=True).start()
         return job
+
+    def release(self, job_id: int, *, fail_after_load: bool = False) -> None:
+        """Start a job that waits (``pending`` or ``queued`` mode): it runs now."""
+        threading.Thread(target=self._run, args=(self.jobs[job_id], fail_after_load), daemon=True).start()
+
+    @staticmethod
+    def _fail_soon(job: Job) -> None:
+        """The real API fails a job later, seen through status reads, never in the POST's answer."""
+        job.status = "running"
+        time.sleep(0.3)
+        job.status, job.finished, job.error = "failed", time.time(), "source-hubspot: HTTP 429 from HubSpot"
+
+    def _read(self, job: Job) -> tuple[int, dict[str, Any]]:
+        """A status read as the current mode scripts it: (HTTP status, body)."""
+        job.reads += 1
+        if self.mode == "queued" and job.status == "pending":
+            if job.reads >= 3:
+                self.release(job.job_id)
+            return HTTPStatus.OK, job.response("queued")
+        if self.mode == "incomplete" and job.reads <= 2:
+            return HTTPStatus.OK, job.response("incomplete")
+        if self.mode == "flaky" and job.reads == 1:
+            return HTTPStatus.SERVICE_UNAVAILABLE, problem(503, "service-unavailable", "Service unavailable")
+        if self.mode == "flaky" and job.reads == 2:
+            time.sleep(5)  # past the client's read timeout: the client gives up on this read
+        return HTTPStatus.OK, job.response("exploded" if self.mode == "unknown_status" else None)
 
     def _run(self, job: Job, fail_after_load: bool = False) -> None:
         job.status = "running"
@@ -166,8 +231,8 @@ class AirbyteDouble:
             def log_message(self, format: str, *args: Any) -> None:  # the base class names it `format`
                 return
 
-            def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
+            def _reply(self, status: int, body: dict[str, Any] | None) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -178,7 +243,7 @@ class AirbyteDouble:
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
                 if token in double._tokens:
                     return True
-                self._reply(HTTPStatus.UNAUTHORIZED, {"type": "error", "title": "unauthorized", "status": 401})
+                self._reply(HTTPStatus.UNAUTHORIZED, problem(401, "unauthorized", "Invalid or expired token"))
                 return False
 
             def _job(self) -> Job | None:
@@ -187,7 +252,7 @@ class AirbyteDouble:
                 except ValueError:
                     job = None
                 if job is None:
-                    self._reply(HTTPStatus.NOT_FOUND, {"title": "job not found", "status": 404})
+                    self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
                 return job
 
             def do_POST(self) -> None:
@@ -201,7 +266,7 @@ class AirbyteDouble:
                         double.client_secret,
                     )
                     if double.mode == "unauthorized" or not valid:
-                        self._reply(HTTPStatus.UNAUTHORIZED, {"title": "invalid client credentials", "status": 401})
+                        self._reply(HTTPStatus.UNAUTHORIZED, problem(401, "unauthorized", "Invalid client credentials"))
                         return
                     token = secrets.token_urlsafe(16)
                     double._tokens.add(token)
@@ -212,38 +277,61 @@ class AirbyteDouble:
                     request = json.loads(body or "{}")
                     connection_id = request.get("connectionId")
                     if request.get("jobType") != "sync" or connection_id not in double.connections:
-                        self._reply(
-                            HTTPStatus.BAD_REQUEST, {"title": f"unknown connection {connection_id}", "status": 400}
-                        )
+                        detail = f"unknown connection {connection_id}"
+                        self._reply(HTTPStatus.BAD_REQUEST, problem(400, "bad-request", detail))
                         return
-                    self._reply(HTTPStatus.OK, double._create_job(connection_id).response())
+                    job = double._create_job(connection_id)
+                    if job is None:
+                        conflict = problem(409, "try-again-later", "Please try again later.")
+                        conflict["data"] = {"message": f"A sync is already running for: {connection_id}"}
+                        self._reply(HTTPStatus.CONFLICT, conflict)
+                        return
+                    self._reply(HTTPStatus.OK, job.response())
                 else:
-                    self._reply(HTTPStatus.NOT_FOUND, {"title": "not found", "status": 404})
+                    self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
 
             def do_GET(self) -> None:
                 double.requests.append(("GET", self.path))
-                if not self.path.startswith("/v1/jobs/") or not self._authorised():
-                    if not self.path.startswith("/v1/jobs/"):
-                        self._reply(HTTPStatus.NOT_FOUND, {"title": "not found", "status": 404})
+                path, _, query = self.path.partition("?")
+                if path == "/v1/health":  # no authentication (HealthController.kt)
+                    self._reply(HTTPStatus.OK, None)
+                    return
+                if not path.startswith("/v1/jobs"):
+                    self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
+                    return
+                if double.mode == "expire_token" and path != "/v1/jobs" and not double._expired:
+                    double._expired = True
+                    double._tokens.clear()  # revoked: the client must fetch a new token
+                if not self._authorised():
+                    return
+                if path == "/v1/jobs":
+                    wanted = parse_qs(query).get("connectionId", [None])[0]
+                    listed = [j for j in double.jobs.values() if wanted in (None, j.connection_id)]
+                    listed.sort(key=lambda j: j.job_id, reverse=True)
+                    self._reply(HTTPStatus.OK, {"data": [j.response() for j in listed], "next": "", "previous": ""})
                     return
                 if double.mode == "hang":
                     time.sleep(3600)
                 job = self._job()
                 if job is not None:
-                    status = "exploded" if double.mode == "unknown_status" else None
-                    self._reply(HTTPStatus.OK, job.response(status))
+                    self._reply(*double._read(job))
 
             def do_DELETE(self) -> None:
                 double.requests.append(("DELETE", self.path))
                 if not self.path.startswith("/v1/jobs/"):
-                    self._reply(HTTPStatus.NOT_FOUND, {"title": "not found", "status": 404})
+                    self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
                     return
                 if not self._authorised():
                     return
                 job = self._job()
-                if job is not None:
-                    if job.status in ("pending", "running"):
-                        job.status, job.finished = "cancelled", time.time()
-                    self._reply(HTTPStatus.OK, job.response())
+                if job is None:
+                    return
+                if double.mode == "ends_on_cancel" and job.status in WAITING:
+                    job.status, job.finished = "succeeded", time.time()
+                    self._reply(HTTPStatus.CONFLICT, problem(409, "state-conflict", "State conflict"))
+                    return
+                if job.status in WAITING:
+                    job.status, job.finished = "cancelled", time.time()
+                self._reply(HTTPStatus.OK, job.response())
 
         return Handler
