@@ -26,6 +26,7 @@ from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
 from crm_pipeline.catalogue import default_catalogue
+from crm_pipeline.orchestration import airbyte_preflight
 from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOperator, ended_jobs
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 from crm_pipeline.orchestration.extract import extract_dag_id
@@ -344,3 +345,44 @@ def test_airflows_connection_test_reaches_the_health_endpoint(airbyte, task_env)
     """The Airflow UI's "Test" button on the Airbyte connection calls ``GET /v1/health`` (no authentication)."""
     assert AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID).test_connection() == (True, "Connection successfully tested")
     assert ("GET", "/v1/health") in airbyte.requests
+
+
+def test_the_preflight_passes_a_connection_set_up_as_documented_and_names_each_difference(airbyte, task_env) -> None:
+    """The connection as Airbyte holds it (``GET /v1/connections/{id}``, read through the SDK) against the
+    catalogue: one line per difference, naming the Variable, the connection, the stream and the field."""
+    specs = [s for s in default_catalogue().enabled() if s.airbyte_connection.variable == VARIABLE]
+    hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
+    assert airbyte_preflight.problems(hook, VARIABLE, CONNECTION_ID, specs) == []
+    airbyte.connection_changes[CONNECTION_ID] = {
+        "prefix": "hs_",
+        "schedule_type": "cron",
+        "namespace_format": "public",
+        "streams": {
+            "deals": {"sync_mode": "incremental_append", "cursor_field": ["hs_lastmodifieddate"]},
+            "engagements": None,
+            "tickets": {"sync_mode": "incremental_append"},
+        },
+    }
+    where = f"{VARIABLE} (Airbyte connection {CONNECTION_ID})"
+    assert airbyte_preflight.problems(hook, VARIABLE, CONNECTION_ID, specs) == [
+        f"{where}: schedule type is 'cron', the catalogue needs 'manual'",
+        f"{where}: namespace format is 'public', the catalogue needs 'raw_hubspot'",
+        f"{where}: stream prefix is 'hs_', the catalogue needs ''",
+        f"{where}: stream hubspot.deals: sync mode is 'incremental_append', the catalogue needs"
+        " 'incremental_deduped_history'",
+        f"{where}: stream hubspot.deals: cursor field is ['hs_lastmodifieddate'], the catalogue needs ['updatedAt']",
+        f"{where}: stream hubspot.engagements is not selected in the connection",
+        f"{where}: stream 'tickets' is selected in the connection but not declared in the catalogue",
+    ]
+
+
+def test_a_mismatched_connection_fails_the_run_before_any_job(local_airflow, warehouse, airbyte) -> None:
+    """Real ``airflow dags test``: the extract run's first task reads the connection, finds a stream prefix the
+    raw layer does not use, and fails naming it; Airbyte never gets a job."""
+    airbyte.connection_changes[CONNECTION_ID] = {"prefix": "hs_"}
+    env = {"AIRFLOW_CONN_AIRBYTE_DEFAULT": _airbyte_conn(airbyte)}
+    run = local_airflow.dags_test(EXTRACT_DAG, warehouse, env, conf={"streams": ["hubspot.deals"]}, **_variables())
+    assert run.returncode != 0
+    assert local_airflow.task_states(EXTRACT_DAG, run.run_id)["plan"] == "failed"
+    assert f"{VARIABLE} (Airbyte connection {CONNECTION_ID}): stream prefix is 'hs_'" in run.log
+    assert airbyte.jobs == {}, "no job was submitted"

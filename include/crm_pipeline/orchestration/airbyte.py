@@ -285,6 +285,8 @@ def plan(stream_keys: list[str]) -> bool:
             f" {source_mode.AIRBYTE!r} (the default), so every stream syncs through Airbyte; set each Variable to its"
             f" connection's id (docs/deploy.md), or {source_mode.MODE_VARIABLE}=simulator on a development machine"
         )
+    if configured:
+        _preflight(configured, connection_groups(keys))
     if window is not None and configured:
         raise AirflowFailException(
             f"a backfill window applies to simulated streams only; {', '.join(sorted(configured))} sync through"
@@ -301,6 +303,23 @@ def plan(stream_keys: list[str]) -> bool:
         LOG.info("dry run: nothing is synced, gated or admitted")
         return False
     return True
+
+
+def _preflight(configured: dict[str, str], groups: dict[str, list[StreamSpec]]) -> None:
+    """Read each connection the run will sync and compare it with the catalogue (``airbyte_preflight``): any
+    difference fails the run here, before a job is submitted, one line each."""
+    from crm_pipeline.orchestration.airbyte_preflight import problems
+
+    hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
+    found = []
+    for variable, connection_id in configured.items():
+        try:
+            found += problems(hook, variable, connection_id, groups[variable])
+        except Exception as exc:  # an unknown id (404), refused credentials: the connection cannot be checked
+            found.append(f"{variable} (Airbyte connection {connection_id}): cannot be read: {exc}")
+    if found:
+        raise AirflowFailException("the Airbyte connections differ from the catalogue:\n" + "\n".join(found))
+    LOG.info("preflight: %s match the catalogue", ", ".join(sorted(configured)))
 
 
 def ended_jobs(stream_key: str, sync_ids: list[int]) -> tuple[list[int], dict[int, str]]:

@@ -11,7 +11,11 @@ public API (v1) as ``apache-airflow-providers-airbyte`` and ``airbyte-api`` call
 * ``GET /v1/jobs?connectionId=…`` → ``{"data": [job responses], "next": "", "previous": ""}``;
 * ``GET /v1/jobs/{jobId}`` → ``{"jobId", "status", "jobType", "startTime", "connectionId", "rowsSynced",
   "bytesSynced", "duration"}``, and ``lastUpdatedAt`` once the job has ended (``JobResponseMapper.kt``);
-* ``DELETE /v1/jobs/{jobId}`` → the job, now ``cancelled``; an ended job is left as it is.
+* ``DELETE /v1/jobs/{jobId}`` → the job, now ``cancelled``; an ended job is left as it is;
+* ``GET /v1/connections/{connectionId}`` → the connection as the SDK's ``ConnectionResponse`` model serialises it:
+  set up as docs/deploy.md says (active, manual schedule, namespace ``raw_<source>``, no prefix, each stream with
+  the catalogue's sync mode, key and cursor), changed by ``connection_changes`` where a test wants a mismatch;
+* ``GET /v1/health`` → 200, without authentication (``HealthController.kt``).
 
 Errors are Problem JSON bodies (``type``, ``title``, ``status``, ``detail``, ``data``) sent as
 ``application/json``, as ``api-problems.yaml`` and the server's problem handler make them (all in
@@ -36,6 +40,7 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -129,6 +134,9 @@ class AirbyteDouble:
         self.requests: list[tuple[str, str]] = []  # (method, path): what the client asked, for tests
         self._tokens: set[str] = set()
         self._expired = False  # expire_token mode: the tokens were revoked once
+        # per connection id, what differs from a connection set up as docs/deploy.md says: top-level fields of
+        # the response ("prefix", "schedule_type", ...), and "streams": {name: {field: value} or None (unselected)}
+        self.connection_changes: dict[str, dict[str, Any]] = {}
         self._next_id = first_job_id
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -179,6 +187,52 @@ class AirbyteDouble:
         job.status = "running"
         time.sleep(0.3)
         job.status, job.finished, job.error = "failed", time.time(), "source-hubspot: HTTP 429 from HubSpot"
+
+    def connection(self, connection_id: str) -> dict[str, Any]:
+        """The connection's ``GET /v1/connections/{id}`` body, built with the SDK's own models."""
+        from airbyte_api import models
+
+        from crm_pipeline.orchestration.airbyte_preflight import API_SYNC_MODES
+
+        specs = self.connections[connection_id]
+        changes = dict(self.connection_changes.get(connection_id, {}))
+        stream_changes = changes.pop("streams", {})
+        streams = []
+        for spec in specs:
+            fields: dict[str, Any] = {
+                "name": spec.stream,
+                "sync_mode": API_SYNC_MODES[spec.sync_mode],
+                "primary_key": [[key] for key in spec.primary_key],
+                "cursor_field": [spec.cursor_field] if spec.cursor_field else [],
+            }
+            if spec.stream in stream_changes and stream_changes[spec.stream] is None:
+                continue  # not selected
+            fields.update(stream_changes.get(spec.stream) or {})
+            streams.append(models.StreamConfiguration(**fields))
+        for name, fields in stream_changes.items():
+            if fields is not None and name not in {s.stream for s in specs}:
+                streams.append(models.StreamConfiguration(**{"name": name, **fields}))
+        top: dict[str, Any] = {
+            "status": "active",
+            "namespace_definition": "custom_format",
+            "namespace_format": specs[0].raw_schema,
+            "prefix": "",
+            **changes,
+        }
+        schedule = models.ConnectionScheduleResponse(schedule_type=top.pop("schedule_type", "manual"))
+        response = models.ConnectionResponse(
+            configurations=models.StreamConfigurations(streams=streams),
+            connection_id=connection_id,
+            created_at=int(time.time()),
+            destination_id=str(uuid.UUID(int=1)),
+            name=f"crm {specs[0].source} {specs[0].frequency}",
+            schedule=schedule,
+            source_id=str(uuid.UUID(int=2)),
+            tags=[],
+            workspace_id=str(uuid.UUID(int=3)),
+            **top,
+        )
+        return response.model_dump(mode="json", by_alias=True)
 
     def _read(self, job: Job) -> tuple[int, dict[str, Any]]:
         """A status read as the current mode scripts it: (HTTP status, body)."""
@@ -295,6 +349,14 @@ class AirbyteDouble:
                 path, _, query = self.path.partition("?")
                 if path == "/v1/health":  # no authentication (HealthController.kt)
                     self._reply(HTTPStatus.OK, None)
+                    return
+                if path.startswith("/v1/connections/"):
+                    if self._authorised():
+                        connection_id = path.removeprefix("/v1/connections/")
+                        if connection_id in double.connections:
+                            self._reply(HTTPStatus.OK, double.connection(connection_id))
+                        else:
+                            self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
                     return
                 if not path.startswith("/v1/jobs"):
                     self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
