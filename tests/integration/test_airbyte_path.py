@@ -23,11 +23,11 @@ from typing import Any
 import psycopg
 import pytest
 from airflow.providers.airbyte.hooks.airbyte import AirbyteHook
-from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 from crm_pipeline.catalogue import default_catalogue
 from crm_pipeline.orchestration import airbyte_preflight
-from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOperator, ended_jobs
+from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOperator, _preflight, ended_jobs
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 from crm_pipeline.orchestration.extract import extract_dag_id
 from crm_pipeline.quality.unjudged import unjudged_sync_ids
@@ -37,7 +37,7 @@ from crm_pipeline.warehouse.url import WarehouseUrl
 
 pytestmark = pytest.mark.integration
 
-CONNECTION_ID = "9f6a1c1e-5b1f-4c7e-9d51-hubspot00001"
+CONNECTION_ID = "9f6a1c1e-5b1f-4c7e-9d51-4a2b8c0d0001"
 VARIABLE = "airbyte_connection_hubspot_hourly"  # HubSpot's hourly streams (deals, engagements, deals_archived)
 # how failure messages name the connection
 NAMES = f"{VARIABLE} (streams hubspot.deals, hubspot.engagements, hubspot.deals_archived)"
@@ -363,6 +363,8 @@ def test_the_preflight_passes_a_connection_set_up_as_documented_and_names_each_d
             "tickets": {"sync_mode": "incremental_append"},
         },
     }
+    with pytest.raises(AirflowFailException, match="holds 'hubspot-hourly', which is not an Airbyte connection id"):
+        _preflight({VARIABLE: "hubspot-hourly"}, {VARIABLE: specs})
     where = f"{VARIABLE} (Airbyte connection {CONNECTION_ID})"
     assert airbyte_preflight.problems(hook, VARIABLE, CONNECTION_ID, specs) == [
         f"{where}: schedule type is 'cron', the catalogue needs 'manual'",

@@ -44,7 +44,7 @@ from crm_pipeline.sources.airbyte_double import AirbyteDouble
 from crm_pipeline.warehouse.embedded import EmbeddedWarehouse
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CONNECTION_ID = "5d0c8a51-2f7e-4b7a-9e0b-hubspotcluster"
+CONNECTION_ID = "5d0c8a51-2f7e-4b7a-9e0b-6c1a5e7d0002"
 HOURLY, DAILY = extract_dag_id("hourly"), extract_dag_id("daily")
 VARIABLE = "airbyte_connection_hubspot_hourly"
 HUBSPOT_HOURLY = [s for s in default_catalogue().enabled() if s.airbyte_connection.variable == VARIABLE]

@@ -57,7 +57,7 @@ VARIABLES = {"crm_simulator_seed": str(SEED), "crm_simulator_scale": SCALE, "crm
 # The first pass syncs HubSpot's hourly streams (deals, engagements) through Airbyte; the later passes need no
 # Airbyte: they run the other extract DAGs.
 AIRBYTE_VARIABLE = "airbyte_connection_hubspot_hourly"
-AIRBYTE_CONNECTION = "9f6a1c1e-5b1f-4c7e-9d51-hubspot00001"
+AIRBYTE_CONNECTION = "9f6a1c1e-5b1f-4c7e-9d51-4a2b8c0d0001"
 AIRBYTE_TASK = f"airbyte_sync[{AIRBYTE_VARIABLE}]"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
@@ -313,6 +314,11 @@ def _preflight(configured: dict[str, str], groups: dict[str, list[StreamSpec]]) 
     hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
     found = []
     for variable, connection_id in configured.items():
+        try:
+            uuid.UUID(connection_id)
+        except ValueError:
+            found.append(f"{variable} holds {connection_id!r}, which is not an Airbyte connection id (a UUID)")
+            continue
         try:
             found += problems(hook, variable, connection_id, groups[variable])
         except Exception as exc:  # an unknown id (404), refused credentials: the connection cannot be checked

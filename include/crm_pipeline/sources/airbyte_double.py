@@ -104,6 +104,14 @@ class Job:
         return body
 
 
+def _is_uuid(text: Any) -> bool:
+    try:
+        uuid.UUID(str(text))
+    except ValueError:
+        return False
+    return True
+
+
 def problem(status: int, name: str, detail: str) -> dict[str, Any]:
     """An error body as the API sends one (``api-problems.yaml``)."""
     return {"type": PROBLEMS + name, "title": name, "status": status, "detail": detail}
@@ -330,6 +338,9 @@ class AirbyteDouble:
                         return
                     request = json.loads(body or "{}")
                     connection_id = request.get("connectionId")
+                    if not _is_uuid(connection_id):  # the spec's `format: uuid`
+                        self._reply(HTTPStatus.BAD_REQUEST, problem(400, "bad-request", "connectionId must be a UUID"))
+                        return
                     if request.get("jobType") != "sync" or connection_id not in double.connections:
                         detail = f"unknown connection {connection_id}"
                         self._reply(HTTPStatus.BAD_REQUEST, problem(400, "bad-request", detail))
@@ -353,7 +364,9 @@ class AirbyteDouble:
                 if path.startswith("/v1/connections/"):
                     if self._authorised():
                         connection_id = path.removeprefix("/v1/connections/")
-                        if connection_id in double.connections:
+                        if not _is_uuid(connection_id):
+                            self._reply(HTTPStatus.BAD_REQUEST, problem(400, "bad-request", "not a UUID"))
+                        elif connection_id in double.connections:
                             self._reply(HTTPStatus.OK, double.connection(connection_id))
                         else:
                             self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
