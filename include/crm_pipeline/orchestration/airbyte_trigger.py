@@ -63,7 +63,7 @@ class CancellingAirbyteSyncTrigger(AirbyteSyncTrigger):
                 yield self._event("timeout", f"Job run {self.job_id} has reached execution timeout.", retries)
                 return
             if self.end_time <= now:
-                message = f"Job run {self.job_id} has not reached a terminal status after {self.end_time} seconds."
+                message = f"Job run {self.job_id} has not reached a terminal status within the task's wait (timeout)."
                 yield self._event("error", message, retries)
                 return
             try:
