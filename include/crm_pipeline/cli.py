@@ -7,6 +7,7 @@
     crm manifest                       rebuild the dbt manifest Cosmos renders from
     crm airflow ARGS...                any Airflow command with the project's environment
     crm dbt ARGS...                    any dbt command against the warehouse
+    crm airbyte check                  every Airbyte connection against the catalogue, before any sync
     crm up | down | status             Airflow's components in the background
     crm demo [--reset]                 init, run the pipeline with `airflow dags test`, print a summary;
                                        each demo is the next sync of the simulated CRM, --reset starts over
@@ -166,6 +167,16 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     stack = local_stack()
     os.execve(str(VENV_BIN / "airflow"), ["airflow", *args.rest], stack.env)  # noqa: S606 - become airflow
     return 0  # not reached
+
+
+def cmd_airbyte_check(_: argparse.Namespace) -> int:
+    """Every connection checked as the local stack's Airflow sees it (``orchestration/airbyte_check.py``)."""
+    import subprocess
+
+    from crm_pipeline.local_airflow.runner import local_stack
+
+    command = [sys.executable, "-m", "crm_pipeline.orchestration.airbyte_check"]
+    return subprocess.run(command, env=local_stack().env, check=False).returncode
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:
@@ -423,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"run {name} with the project's environment")
         p.add_argument("rest", nargs=argparse.REMAINDER)
         p.set_defaults(func=func)
+    airbyte = sub.add_parser("airbyte", help="the Airbyte connections")
+    airbyte.add_argument("action", choices=["check"], help="check every connection against the catalogue")
+    airbyte.set_defaults(func=cmd_airbyte_check)
     sub.add_parser("up", help="start Airflow's components").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the components `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="which components are running").set_defaults(func=cmd_status)

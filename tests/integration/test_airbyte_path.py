@@ -12,6 +12,8 @@ import asyncio
 import importlib
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -388,3 +390,25 @@ def test_a_mismatched_connection_fails_the_run_before_any_job(local_airflow, war
     assert local_airflow.task_states(EXTRACT_DAG, run.run_id)["plan"] == "failed"
     assert f"{VARIABLE} (Airbyte connection {CONNECTION_ID}): stream prefix is 'hs_'" in run.log
     assert airbyte.jobs == {}, "no job was submitted"
+
+
+def test_the_check_command_reports_every_connection_as_airflow_sees_it(local_airflow, warehouse, airbyte) -> None:
+    """``crm airbyte check`` runs this module in Airflow's environment: the Variables and the ``airbyte_default``
+    connection read as Airflow reads them, every connection of the catalogue checked at once, exit 1 on a problem."""
+    env = {**local_airflow.env(warehouse, _variables()), "AIRFLOW_CONN_AIRBYTE_DEFAULT": _airbyte_conn(airbyte)}
+
+    def check(**changes: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "crm_pipeline.orchestration.airbyte_check"]
+        return subprocess.run(command, env={**env, **changes}, capture_output=True, text=True, timeout=300, check=False)
+
+    fine = check()
+    assert fine.returncode == 0, fine.stdout + fine.stderr
+    assert f"ok    {VARIABLE}: Airbyte connection {CONNECTION_ID} matches the catalogue" in fine.stdout
+    assert "ok    airbyte_connection_salesforce_daily: salesforce.Account" in fine.stdout, "simulated in this mode"
+
+    airbyte.connection_changes[CONNECTION_ID] = {"prefix": "hs_"}
+    wrong = check(CRM_SOURCE_MODE="airbyte")
+    assert wrong.returncode == 1
+    assert f"FAIL  {VARIABLE} (Airbyte connection {CONNECTION_ID}): stream prefix is 'hs_'" in wrong.stdout
+    assert "FAIL  airbyte_connection_salesforce_daily is empty: salesforce.Account" in wrong.stdout
+    assert not airbyte.jobs, "a check submits nothing"

@@ -307,8 +307,16 @@ def plan(stream_keys: list[str]) -> bool:
 
 
 def _preflight(configured: dict[str, str], groups: dict[str, list[StreamSpec]]) -> None:
-    """Read each connection the run will sync and compare it with the catalogue (``airbyte_preflight``): any
-    difference fails the run here, before a job is submitted, one line each."""
+    """Read each connection the run will sync and compare it with the catalogue: any difference fails the run
+    here, before a job is submitted, one line each."""
+    if found := connection_problems(configured, groups):
+        raise AirflowFailException("the Airbyte connections differ from the catalogue:\n" + "\n".join(found))
+    LOG.info("preflight: %s match the catalogue", ", ".join(sorted(configured)))
+
+
+def connection_problems(configured: dict[str, str], groups: dict[str, list[StreamSpec]]) -> list[str]:
+    """``{Variable: connection id}`` checked against the catalogue (``airbyte_preflight``), one line per problem:
+    an id that is no UUID, a connection that cannot be read, or one set up differently."""
     from crm_pipeline.orchestration.airbyte_preflight import problems
 
     hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
@@ -323,9 +331,7 @@ def _preflight(configured: dict[str, str], groups: dict[str, list[StreamSpec]]) 
             found += problems(hook, variable, connection_id, groups[variable])
         except Exception as exc:  # an unknown id (404), refused credentials: the connection cannot be checked
             found.append(f"{variable} (Airbyte connection {connection_id}): cannot be read: {exc}")
-    if found:
-        raise AirflowFailException("the Airbyte connections differ from the catalogue:\n" + "\n".join(found))
-    LOG.info("preflight: %s match the catalogue", ", ".join(sorted(configured)))
+    return found
 
 
 def ended_jobs(stream_key: str, sync_ids: list[int]) -> tuple[list[int], dict[int, str]]:

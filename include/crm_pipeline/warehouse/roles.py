@@ -273,7 +273,7 @@ def apply_grants(
     return [r.name for r in ROLES]
 
 
-def apply_grants_if_allowed(conn: psycopg.Connection, mode: source_mode.Mode) -> str | None:
+def apply_grants_if_allowed(conn: psycopg.Connection, mode: source_mode.Mode | None = None) -> str | None:
     """``apply_grants`` for the local tooling (``crm init``, ``make demo``): None when done, else why not. A
     configured warehouse whose user may not create roles still runs the demo; an admin runs the grants."""
     try:
