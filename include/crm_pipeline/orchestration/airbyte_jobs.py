@@ -36,11 +36,6 @@ class Submitted:
     attached: bool  # the connection already had a job (409): this is that job
 
 
-def _status_code(error: BaseException) -> int | None:
-    code = getattr(error, "status_code", None)
-    return code if isinstance(code, int) else None
-
-
 def submit(hook: Any, connection_id: str) -> Submitted:
     """Start a sync of the connection; on 409 (a job of it is already pending or running), that job."""
     from airbyte_api import api, errors, models

@@ -52,6 +52,7 @@ from urllib.parse import parse_qs
 import psycopg
 
 from crm_pipeline.catalogue import StreamSpec
+from crm_pipeline.orchestration.airbyte_jobs import WAITING
 from crm_pipeline.sources.simulator.sync import run_sync
 from crm_pipeline.warehouse.roles import LOADER, ROLES_DIR, role_password
 from crm_pipeline.warehouse.url import WarehouseUrl
@@ -70,7 +71,6 @@ MODES = (
     "expire_token",
     "ends_on_cancel",
 )
-WAITING = ("pending", "queued", "running", "incomplete")
 PROBLEMS = "https://reference.airbyte.com/reference/errors#"
 
 
