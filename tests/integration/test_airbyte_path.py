@@ -33,7 +33,7 @@ from crm_pipeline.orchestration.airbyte import AIRBYTE_CONN_ID, CrmAirbyteSyncOp
 from crm_pipeline.orchestration.airbyte_trigger import CancellingAirbyteSyncTrigger
 from crm_pipeline.orchestration.extract import extract_dag_id
 from crm_pipeline.quality.unjudged import unjudged_sync_ids
-from crm_pipeline.sources.airbyte_double import AirbyteDouble
+from crm_pipeline.sources.airbyte_double import DESTINATION_ID, AirbyteDouble
 from crm_pipeline.warehouse import transform_lease as lease
 from crm_pipeline.warehouse.url import WarehouseUrl
 
@@ -276,6 +276,14 @@ def test_batches_of_jobs_that_ended_are_judged_and_those_still_running_wait(airb
     assert ended == [failed, clicked, 424242]
     assert waiting == {pending: "pending"}
 
+    airbyte.release(pending)
+    _wait_until_ended(airbyte, pending)
+    airbyte.mode = "flaky"  # a job whose first status read answers 503: read again, not fail the gate
+    late = int(hook.submit_sync_connection(CONNECTION_ID).job_id)
+    _wait_until_ended(airbyte, late)
+    assert ended_jobs("hubspot.deals", [late]) == ([late], {})
+    assert airbyte.jobs[late].reads == 2, "the 503 was read again"
+
 
 def _recorded(warehouse: WarehouseUrl) -> list[tuple[Any, ...]]:
     with psycopg.connect(warehouse.libpq()) as conn:
@@ -354,7 +362,7 @@ def test_the_preflight_passes_a_connection_set_up_as_documented_and_names_each_d
     catalogue: one line per difference, naming the Variable, the connection, the stream and the field."""
     specs = [s for s in default_catalogue().enabled() if s.airbyte_connection.variable == VARIABLE]
     hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
-    assert airbyte_preflight.problems(hook, VARIABLE, CONNECTION_ID, specs) == []
+    assert airbyte_preflight.problems(hook, VARIABLE, CONNECTION_ID, specs, airbyte.warehouse.database) == []
     airbyte.connection_changes[CONNECTION_ID] = {
         "prefix": "hs_",
         "schedule_type": "cron",
@@ -378,6 +386,29 @@ def test_the_preflight_passes_a_connection_set_up_as_documented_and_names_each_d
         f"{where}: stream hubspot.engagements is not selected in the connection",
         f"{where}: stream 'tickets' is selected in the connection but not declared in the catalogue",
     ]
+
+
+def test_the_preflight_reads_the_destination_as_the_server_sends_it(airbyte, task_env) -> None:
+    """The destination (``GET /v1/destinations/{id}``) comes back without ``destinationType`` in its configuration,
+    which the SDK's model refuses: the preflight reads the body as sent and names what the raw layer cannot use."""
+    from airbyte_api import api, errors
+
+    hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
+    with pytest.raises(errors.ResponseValidationError):  # the SDK alone cannot read what the server sends
+        hook.airbyte_api.destinations.get_destination(request=api.GetDestinationRequest(destination_id=DESTINATION_ID))
+    specs = [s for s in default_catalogue().enabled() if s.airbyte_connection.variable == VARIABLE]
+    named = f"{VARIABLE} (Airbyte connection {CONNECTION_ID}): destination {DESTINATION_ID}"
+    airbyte.destination_changes = {"disable_type_dedupe": True, "database": "analytics"}
+    assert airbyte_preflight.problems(hook, VARIABLE, CONNECTION_ID, specs, airbyte.warehouse.database) == [
+        f"{named}: disable_type_dedupe is true (raw JSON only), the raw layer needs final tables",
+        f"{named}: database is 'analytics', the warehouse is {airbyte.warehouse.database!r}",
+    ]
+    airbyte.destination_changes = {"destinationType": "snowflake"}
+    assert airbyte_preflight.problems(hook, VARIABLE, CONNECTION_ID, specs, airbyte.warehouse.database) == [
+        f"{named} is 'snowflake', the raw layer needs 'postgres'"
+    ]
+    airbyte.destination_changes = {}
+    _preflight({VARIABLE: CONNECTION_ID}, {VARIABLE: specs})  # the loader's connection names the same database
 
 
 def test_a_mismatched_connection_fails_the_run_before_any_job(local_airflow, warehouse, airbyte) -> None:

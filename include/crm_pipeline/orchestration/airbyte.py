@@ -316,10 +316,12 @@ def _preflight(configured: dict[str, str], groups: dict[str, list[StreamSpec]]) 
 
 def connection_problems(configured: dict[str, str], groups: dict[str, list[StreamSpec]]) -> list[str]:
     """``{Variable: connection id}`` checked against the catalogue (``airbyte_preflight``), one line per problem:
-    an id that is no UUID, a connection that cannot be read, or one set up differently."""
+    an id that is no UUID, a connection that cannot be read, or one (or its destination) set up differently."""
     from crm_pipeline.orchestration.airbyte_preflight import problems
+    from crm_pipeline.warehouse.locate import task_warehouse_url
 
     hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
+    database = task_warehouse_url(LOADER_CONN_ID).database if configured else None
     found = []
     for variable, connection_id in configured.items():
         try:
@@ -328,7 +330,7 @@ def connection_problems(configured: dict[str, str], groups: dict[str, list[Strea
             found.append(f"{variable} holds {connection_id!r}, which is not an Airbyte connection id (a UUID)")
             continue
         try:
-            found += problems(hook, variable, connection_id, groups[variable])
+            found += problems(hook, variable, connection_id, groups[variable], database)
         except Exception as exc:  # an unknown id (404), refused credentials: the connection cannot be checked
             found.append(f"{variable} (Airbyte connection {connection_id}): cannot be read: {exc}")
     return found
@@ -345,17 +347,32 @@ def ended_jobs(stream_key: str, sync_ids: list[int]) -> tuple[list[int], dict[in
     hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
     ended, waiting = [], {}
     for sync_id in sync_ids:
-        try:
-            status = str(hook.get_job_details(sync_id).status.value)
-        except AirflowException as exc:
-            if getattr(exc.args[0] if exc.args else None, "status_code", None) != 404:
-                raise
-            status = "unknown to Airbyte"
+        status = _job_status(hook, sync_id)
         if status in ENDED or status == "unknown to Airbyte":
             ended.append(sync_id)
         else:
             waiting[sync_id] = status
     return ended, waiting
+
+
+def _job_status(hook: AirbyteHook, job_id: int, retries: int = 3) -> str:
+    """A job's status, read as the trigger reads it: a transient failure (5xx, 429, a timeout, an expired token)
+    is tried again after 1, 2, 4 s; a job Airbyte does not know (404) is "unknown to Airbyte"."""
+    from airbyte_api import errors
+
+    for attempt in range(retries + 1):
+        try:
+            return airbyte_jobs.read_status(hook, job_id)
+        except errors.SDKError as exc:
+            if exc.status_code == 404:
+                return "unknown to Airbyte"
+            raise
+        except airbyte_jobs.TransientReadError:
+            if attempt == retries:
+                raise
+            LOG.info("reading Airbyte job %s failed for now; trying again", job_id)
+            time.sleep(2**attempt)
+    return "unknown to Airbyte"  # retries < 0: nothing was read
 
 
 def store_airbyte_job(variable: str, job_id: int, run_id: str, events: list[dict[str, Any]]) -> None:

@@ -3,8 +3,11 @@
 A connection set up differently from the catalogue breaks later and less clearly: another namespace or a stream
 prefix writes tables the gates never read (a missing-table failure), another sync mode, primary key or cursor
 silently changes what a raw table holds, a stream selected in Airbyte but not declared here lands without a gate,
-and an Airbyte-side schedule starts jobs Airflow does not know about. ``problems`` returns one line per mismatch,
-naming the Variable, the connection, the stream and the field; the extract run's first task fails on any.
+and an Airbyte-side schedule starts jobs Airflow does not know about. The connection's destination must be a
+Postgres destination writing final (typed) tables into the warehouse's database: with "Disable Final Tables"
+(``disable_type_dedupe``) it writes only JSON blobs into ``airbyte_internal``, and none of the raw tables the gates
+read. ``problems`` returns one line per mismatch, naming the Variable, the connection (or destination), the stream
+and the field; the extract run's first task fails on any.
 """
 
 from __future__ import annotations
@@ -21,12 +24,49 @@ API_SYNC_MODES = {
 }
 
 
-def problems(hook: Any, variable: str, connection_id: str, specs: list[StreamSpec]) -> list[str]:
-    """What differs between the connection Airbyte has and the streams the catalogue gives it."""
+def problems(
+    hook: Any, variable: str, connection_id: str, specs: list[StreamSpec], database: str | None = None
+) -> list[str]:
+    """What differs between the connection Airbyte has (and its destination) and the streams the catalogue gives
+    it; ``database`` is the warehouse's, as the loader's Airflow connection names it."""
     from airbyte_api import api
 
     read = hook.airbyte_api.connections.get_connection(request=api.GetConnectionRequest(connection_id=connection_id))
-    return compare(read.connection_response, variable, connection_id, specs)
+    connection = read.connection_response
+    found = compare(connection, variable, connection_id, specs)
+    destination = destination_body(hook, connection.destination_id)
+    return found + compare_destination(destination, f"{variable} (Airbyte connection {connection_id})", database)
+
+
+def destination_body(hook: Any, destination_id: str) -> dict[str, Any]:
+    """``GET /v1/destinations/{id}`` as the JSON the server sent.
+
+    The platform strips ``destinationType`` from a configuration when it stores it (``DestinationsController.kt``,
+    ``removeDestinationType``) and returns it as stored (``DestinationReadMapper.kt``), while the SDK needs that
+    field to choose the configuration's model, so the SDK refuses such a body (airbyte-api-python-sdk issue 114).
+    The body is read as sent, from the SDK's answer or from its validation error."""
+    from airbyte_api import api, errors
+
+    request = api.GetDestinationRequest(destination_id=destination_id)
+    try:
+        response = hook.airbyte_api.destinations.get_destination(request=request).raw_response
+    except errors.ResponseValidationError as exc:
+        response = exc.raw_response
+    return dict(response.json())
+
+
+def compare_destination(body: dict[str, Any], where: str, database: str | None) -> list[str]:
+    """The destination settings the raw layer relies on (docs/raw-contract.md), one line per difference."""
+    config = body.get("configuration") or {}
+    named = f"{where}: destination {body.get('destinationId')}"
+    if body.get("destinationType") != "postgres":
+        return [f"{named} is {body.get('destinationType')!r}, the raw layer needs 'postgres'"]
+    found = []
+    if config.get("disable_type_dedupe"):
+        found.append(f"{named}: disable_type_dedupe is true (raw JSON only), the raw layer needs final tables")
+    if database is not None and config.get("database") != database:
+        found.append(f"{named}: database is {config.get('database')!r}, the warehouse is {database!r}")
+    return found
 
 
 def compare(connection: Any, variable: str, connection_id: str, specs: list[StreamSpec]) -> list[str]:

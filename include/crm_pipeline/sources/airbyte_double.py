@@ -15,6 +15,10 @@ public API (v1) as ``apache-airflow-providers-airbyte`` and ``airbyte-api`` call
 * ``GET /v1/connections/{connectionId}`` → the connection as the SDK's ``ConnectionResponse`` model serialises it:
   set up as docs/deploy.md says (active, manual schedule, namespace ``raw_<source>``, no prefix, each stream with
   the catalogue's sync mode, key and cursor), changed by ``connection_changes`` where a test wants a mismatch;
+* ``GET /v1/destinations/{destinationId}`` → the connections' Postgres destination (the SDK's
+  ``DestinationResponse`` with a ``DestinationPostgres`` configuration) as the server sends it: the configuration
+  stored without ``destinationType`` (``DestinationsController.kt``) and its secret masked; changed by
+  ``destination_changes``;
 * ``GET /v1/health`` → 200, without authentication (``HealthController.kt``).
 
 Errors are Problem JSON bodies (``type``, ``title``, ``status``, ``detail``, ``data``) sent as
@@ -72,6 +76,9 @@ MODES = (
     "ends_on_cancel",
 )
 PROBLEMS = "https://reference.airbyte.com/reference/errors#"
+DESTINATION_ID = str(uuid.UUID(int=1))
+MASKED = "*" * 10  # how the server shows a secret of a configuration it returns
+POSTGRES_DEFINITION_ID = "25c5221d-dce2-4163-ade9-739ef790f503"  # destination-postgres' metadata.yaml
 
 
 @dataclass
@@ -87,21 +94,25 @@ class Job:
     reads: int = 0  # status reads answered so far (scripted modes act on the first ones)
 
     def response(self, status: str | None = None) -> dict[str, Any]:
+        """The job as ``GET /v1/jobs/{id}`` sends it, built with the SDK's ``JobResponse`` (``JobResponseMapper.kt``:
+        no duration while pending, ``lastUpdatedAt`` once ended)."""
+        from airbyte_api import models
+
         elapsed = int((self.finished or time.time()) - self.started)
         shown = status or self.status
-        body: dict[str, Any] = {
-            "jobId": self.job_id,
-            "status": shown,
-            "jobType": "sync",
-            "connectionId": self.connection_id,
-            "startTime": datetime.fromtimestamp(self.started, UTC).isoformat(),
-            "duration": None if shown == "pending" else f"PT{elapsed}S",
-            "rowsSynced": self.rows,
-            "bytesSynced": self.bytes,
-        }
-        if self.finished is not None and shown not in WAITING:
-            body["lastUpdatedAt"] = datetime.fromtimestamp(self.finished, UTC).isoformat()
-        return body
+        ended = self.finished is not None and shown not in WAITING
+        body = models.JobResponse(
+            connection_id=self.connection_id,
+            job_id=self.job_id,
+            job_type=models.JobTypeEnum.SYNC,
+            start_time=datetime.fromtimestamp(self.started, UTC).isoformat(),
+            status=models.JobStatusEnum.PENDING,  # replaced below: unknown_status mode sends what no enum holds
+            duration=None if shown == "pending" else f"PT{elapsed}S",
+            rows_synced=self.rows,
+            bytes_synced=self.bytes,
+            last_updated_at=datetime.fromtimestamp(self.finished, UTC).isoformat() if ended else None,
+        ).model_dump(mode="json", by_alias=True)
+        return {**body, "status": shown}
 
 
 def _is_uuid(text: Any) -> bool:
@@ -145,6 +156,7 @@ class AirbyteDouble:
         # per connection id, what differs from a connection set up as docs/deploy.md says: top-level fields of
         # the response ("prefix", "schedule_type", ...), and "streams": {name: {field: value} or None (unselected)}
         self.connection_changes: dict[str, dict[str, Any]] = {}
+        self.destination_changes: dict[str, Any] = {}  # configuration fields, or "destinationType"
         self._next_id = first_job_id
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -232,7 +244,7 @@ class AirbyteDouble:
             configurations=models.StreamConfigurations(streams=streams),
             connection_id=connection_id,
             created_at=int(time.time()),
-            destination_id=str(uuid.UUID(int=1)),
+            destination_id=DESTINATION_ID,
             name=f"crm {specs[0].source} {specs[0].frequency}",
             schedule=schedule,
             source_id=str(uuid.UUID(int=2)),
@@ -241,6 +253,39 @@ class AirbyteDouble:
             **top,
         )
         return response.model_dump(mode="json", by_alias=True)
+
+    def destination(self) -> dict[str, Any]:
+        """The destination's ``GET /v1/destinations/{id}`` body: built with the SDK's models, then as the server
+        returns it (stored without ``destinationType``, the password masked)."""
+        from airbyte_api import models
+
+        changes = dict(self.destination_changes)
+        destination_type = changes.pop("destinationType", "postgres")
+        target = self.warehouse
+        config = models.DestinationPostgres(
+            host=target.host, port=target.port, database=target.database, username=LOADER.name
+        ).model_dump(mode="json", by_alias=True)
+        config.pop("destinationType")
+        config.update(changes)
+        config["password"] = MASKED
+        response = models.DestinationResponse(
+            configuration=models.DestinationPostgres(database="", host="", username=""),
+            created_at=int(time.time()),
+            definition_id=POSTGRES_DEFINITION_ID,
+            destination_id=DESTINATION_ID,
+            destination_type=destination_type,
+            name="crm warehouse",
+            workspace_id=str(uuid.UUID(int=3)),
+        ).model_dump(mode="json", by_alias=True)
+        return {**response, "configuration": config}
+
+    @staticmethod
+    def job_list(jobs: list[Job]) -> dict[str, Any]:
+        """``GET /v1/jobs``' body, the SDK's ``JobsResponse``."""
+        from airbyte_api import models
+
+        listed = models.JobsResponse(data=[models.JobResponse.model_validate(j.response()) for j in jobs], next="")
+        return listed.model_dump(mode="json", by_alias=True)
 
     def _read(self, job: Job) -> tuple[int, dict[str, Any]]:
         """A status read as the current mode scripts it: (HTTP status, body)."""
@@ -371,6 +416,13 @@ class AirbyteDouble:
                         else:
                             self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
                     return
+                if path.startswith("/v1/destinations/"):
+                    if self._authorised():
+                        if path.removeprefix("/v1/destinations/") == DESTINATION_ID:
+                            self._reply(HTTPStatus.OK, double.destination())
+                        else:
+                            self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
+                    return
                 if not path.startswith("/v1/jobs"):
                     self._reply(HTTPStatus.NOT_FOUND, problem(404, "resource-not-found", "Resource not found"))
                     return
@@ -383,7 +435,7 @@ class AirbyteDouble:
                     wanted = parse_qs(query).get("connectionId", [None])[0]
                     listed = [j for j in double.jobs.values() if wanted in (None, j.connection_id)]
                     listed.sort(key=lambda j: j.job_id, reverse=True)
-                    self._reply(HTTPStatus.OK, {"data": [j.response() for j in listed], "next": "", "previous": ""})
+                    self._reply(HTTPStatus.OK, double.job_list(listed))
                     return
                 if double.mode == "hang":
                     time.sleep(3600)
