@@ -388,6 +388,40 @@ def test_the_preflight_passes_a_connection_set_up_as_documented_and_names_each_d
     ]
 
 
+def test_every_body_the_double_sends_is_one_the_sdk_reads_as_the_spec_defines_it(airbyte) -> None:
+    """The double's answers parse as the SDK's own models, strictly: job, job list, connection, and the destination
+    once the ``destinationType`` the server strips is put back; errors are Problem JSON (``api-problems.yaml``)."""
+    import httpx
+    from airbyte_api import models
+
+    token = httpx.post(
+        f"{airbyte.url}/applications/token",
+        data={"grant_type": "client_credentials", "client_id": airbyte.client_id, "client_secret": "s3cr3t-value"},
+    ).json()
+    assert token["token_type"] == "Bearer" and token["expires_in"] > 0
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    airbyte.mode = "pending"
+    created = httpx.post(f"{airbyte.url}/jobs", json={"connectionId": CONNECTION_ID, "jobType": "sync"}, headers=auth)
+    job = models.JobResponse.model_validate_json(created.text, strict=True)
+    assert (job.status, job.duration, job.last_updated_at) == (models.JobStatusEnum.PENDING, None, None)
+    conflict = httpx.post(f"{airbyte.url}/jobs", json={"connectionId": CONNECTION_ID, "jobType": "sync"}, headers=auth)
+    assert conflict.status_code == 409 and conflict.json()["type"].endswith("#try-again-later")
+    assert {"type", "title", "status", "detail"} <= set(conflict.json())
+    listed = httpx.get(f"{airbyte.url}/jobs", params={"connectionId": CONNECTION_ID}, headers=auth).text
+    assert [j.job_id for j in models.JobsResponse.model_validate_json(listed, strict=True).data] == [job.job_id]
+    connection = httpx.get(f"{airbyte.url}/connections/{CONNECTION_ID}", headers=auth).text
+    assert models.ConnectionResponse.model_validate_json(connection, strict=True).destination_id == DESTINATION_ID
+    destination = httpx.get(f"{airbyte.url}/destinations/{DESTINATION_ID}", headers=auth).json()
+    stored = destination["configuration"]
+    assert "destinationType" not in stored and set(stored["password"]) == {"*"}, "stripped and masked"
+    config = {**stored, "destinationType": destination["destinationType"]}
+    parsed = models.DestinationResponse.model_validate_json(json.dumps({**destination, "configuration": config}))
+    assert isinstance(parsed.configuration, models.DestinationPostgres)
+    assert parsed.configuration.database == airbyte.warehouse.database
+    assert httpx.get(f"{airbyte.url}/jobs/{job.job_id}").status_code == 401, "every call but the token needs it"
+    assert httpx.get(f"{airbyte.url}/connections/not-a-uuid", headers=auth).status_code == 400
+
+
 def test_the_preflight_reads_the_destination_as_the_server_sends_it(airbyte, task_env) -> None:
     """The destination (``GET /v1/destinations/{id}``) comes back without ``destinationType`` in its configuration,
     which the SDK's model refuses: the preflight reads the body as sent and names what the raw layer cannot use."""

@@ -298,8 +298,13 @@ def test_a_failing_sync_retries_with_backoff_then_alerts_and_the_next_good_run_r
     assert (len(webhooks), len(emails)) == (1, 1)
     assert f"airbyte_sync[{VARIABLE}] in {failed}" in webhooks[0]
     # The incident is closed: another good run sends nothing more. The DAG processor runs the run's success
-    # callback a few seconds after the run ends; it logs that it found no incident.
-    again, _ = cluster.trigger(HOURLY, conf)
+    # callback a few seconds after the run ends; it logs that it found no incident. Its job waits queued (the
+    # platform's workers busy) when the real triggerer first reads it: the deferred task keeps waiting.
+    cluster.double.mode, cluster.double.queued_reads = "queued", 1
+    again, state = cluster.trigger(HOURLY, conf)
+    assert state == "success"
+    job = cluster.double.jobs[max(cluster.double.jobs)]
+    assert job.status == "succeeded" and job.reads >= 2, f"job {job.job_id} was read {job.reads} times"
     quiet = f"{HOURLY}: {again} succeeded with no open incident, so no recovery alert"
     cluster.wait(lambda: quiet in cluster.dag_processor_log(), 120, f"the success callback of {again}")
     assert cluster.alerts(f"[crm] {HOURLY}: recovered, {again}") == ([], [])

@@ -31,11 +31,12 @@ docs/deploy.md gives the destination (the deploy step must have created the role
 platform's misbehaviour: ``ok``, ``pending`` (jobs never start), ``fail`` (jobs fail), ``fail_after_load`` (the
 first stream's rows land, then the job fails: each COPY flush commits in the real destination, so a failed job can
 leave rows behind), ``hang`` (job reads never answer), ``unauthorized`` (the token endpoint answers 401),
-``unknown_status`` (jobs report a status the API does not define), ``queued`` (a job waits ``queued`` for its
-first reads, as when workers are busy, then runs), ``incomplete`` (a job's first reads show ``incomplete``, an
-attempt that failed and is tried again), ``flaky`` (a job's first read answers 503, its second hangs past the
-client's timeout), ``expire_token`` (the first job read finds every issued token revoked: 401), ``ends_on_cancel``
-(a cancel arrives as the job ends: the job succeeds and the cancel answers 409 ``state-conflict``).
+``unknown_status`` (jobs report a status the API does not define), ``queued`` (a job waits ``queued`` until its
+read number ``queued_reads``, as when workers are busy, then runs), ``incomplete`` (a job's first reads show
+``incomplete``, an attempt that failed and is tried again), ``flaky`` (a job's first read answers 503, its second
+hangs past the client's timeout), ``expire_token`` (the first job read finds every issued token revoked: 401),
+``ends_on_cancel`` (a cancel arrives as the job ends: the job succeeds and the cancel answers 409
+``state-conflict``).
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class AirbyteDouble:
         self.seed, self.scale = seed, scale
         self.roles_dir = roles_dir
         self.mode = "ok"
+        self.queued_reads = 3  # queued mode: the read that finds workers free again (the job then runs)
         self.jobs: dict[int, Job] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path): what the client asked, for tests
         self._tokens: set[str] = set()
@@ -291,7 +293,7 @@ class AirbyteDouble:
         """A status read as the current mode scripts it: (HTTP status, body)."""
         job.reads += 1
         if self.mode == "queued" and job.status == "pending":
-            if job.reads >= 3:
+            if job.reads >= self.queued_reads:
                 self.release(job.job_id)
             return HTTPStatus.OK, job.response("queued")
         if self.mode == "incomplete" and job.reads <= 2:
