@@ -404,3 +404,60 @@ def test_the_destinations_overwrite_and_schema_changes_succeed_as_the_loader_aft
             "select count(*) from pg_views where schemaname not in ('pg_catalog', 'information_schema')"
         ).fetchone()
     assert views == 0, "no view in the warehouse, so none can hold a raw table in place"
+
+
+PLANT = """
+create table {schema}.planted_ran (who text, escalated boolean);
+create function {schema}.planted() returns trigger language plpgsql as $$
+begin
+  begin
+    create table crm_audit.escalated (who text);  -- only the owner login may create in crm_audit
+    insert into {schema}.planted_ran values (current_user, true);
+  exception when insufficient_privilege then
+    insert into {schema}.planted_ran values (current_user, false);
+  end;
+  return old;
+end $$;
+create trigger planted before delete or update on {table} for each row execute function {schema}.planted();
+"""
+
+
+def test_a_trigger_a_pipeline_role_plants_on_its_table_runs_with_that_roles_rights_during_an_erasure(
+    secured: WarehouseUrl,
+) -> None:
+    """Issue 28's escalation, performed: the loader on its raw contacts and the transformer on its staging contacts
+    each plant a trigger (their own logins) that tries what only the owner login may do. The erasure, run as the
+    owner login (a superuser here, as locally), deletes from both tables: each trigger runs as the role that planted
+    it, its attempt is refused, and the person is still erased."""
+    from crm_pipeline.warehouse.erasure import erase_person
+
+    planted = {
+        LOADER: ("raw_hubspot", "raw_hubspot.contacts"),
+        TRANSFORMER: ("staging", "staging.stg_hubspot__contacts"),
+    }
+    for role, (schema, table) in planted.items():
+        with as_role(secured, role) as conn:
+            conn.execute(PLANT.format(schema=schema, table=table))
+    try:
+        with psycopg.connect(secured.libpq(), autocommit=True) as conn:
+            (person,) = conn.execute(  # type: ignore[misc]
+                "select c.id from raw_hubspot.contacts c join staging.stg_hubspot__contacts s on s.contact_id = c.id::text"
+                " order by c.id limit 1"
+            ).fetchone()
+            erasure = erase_person(conn, crm_id=person, run_id="manual__planted_trigger")
+            ran = conn.execute(
+                "select 'raw_hubspot', * from raw_hubspot.planted_ran union all select 'staging', * from"
+                " staging.planted_ran"
+            ).fetchall()
+            escalated = conn.execute("select to_regclass('crm_audit.escalated')").fetchone()
+        assert erasure.deleted["raw_hubspot.contacts"] >= 1 and erasure.deleted["staging.stg_hubspot__contacts"] >= 1
+        assert {(schema, who, done) for schema, who, done in ran} == {
+            ("raw_hubspot", LOADER.name, False),
+            ("staging", TRANSFORMER.name, False),
+        }, "each trigger ran as the role that planted it, and was refused"
+        assert escalated == (None,)
+    finally:
+        for role, (schema, table) in planted.items():
+            with as_role(secured, role) as conn:
+                conn.execute(f"drop trigger if exists planted on {table}")
+                conn.execute(f"drop function if exists {schema}.planted(); drop table if exists {schema}.planted_ran")

@@ -15,6 +15,12 @@ Policy:
   corrupt revenue figures for everyone else.
 * quarantine rows that point at deleted raw rows go with them. The simulator's ground truth for the person goes too.
 
+Every statement on a table runs as the role that owns the table (``SET LOCAL ROLE``; the owner login is a member
+of the loader and the transformer, ``roles.py``). A trigger, a row-security policy or a generated column that a
+pipeline role put on its own table therefore runs with that role's rights, never the owner login's (issue 28: a
+trigger the transformer planted ran ``COPY … TO PROGRAM`` as the superuser). A table owned by a role the erasure
+cannot act as is refused, naming it.
+
 Everything happens in one transaction, registered with the transform lease like any replacing write. A running
 transform's audit therefore never sees half an erasure. The audit log records the request's run, how the person was
 identified (``email`` or ``crm_id``) and the counts per table, never the values. Running the same erasure again
@@ -26,6 +32,8 @@ The source CRMs must erase the person too, or their next sync delivers them agai
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -33,12 +41,13 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
+from crm_pipeline.errors import CrmPipelineError
 from crm_pipeline.warehouse import audit_log, pii
 from crm_pipeline.warehouse.ddl import table_exists
 from crm_pipeline.warehouse.erasure_request import ErasureRequestError, checked_request
 from crm_pipeline.warehouse.transform_lease import replacing_write
 
-__all__ = ["Erasure", "ErasureRequestError", "erase_person"]
+__all__ = ["Erasure", "ErasureOwnerError", "ErasureRequestError", "erase_person"]
 
 # Raw streams whose rows are people: (schema, table, id column, email column).
 PERSON_TABLES = (
@@ -79,6 +88,36 @@ ID_COLUMNS = (
 EMAIL_COLUMNS = ("email",)
 DBT_SCHEMAS = ("staging", "snapshots", "marts_build", "marts")
 ERASURE_LOCK_KEY = 0x43524D02  # one erasure at a time
+
+
+class ErasureOwnerError(CrmPipelineError):
+    """A table the erasure must change is owned by a role it cannot act as."""
+
+
+@contextmanager
+def as_table_owner(conn: psycopg.Connection, schema: str, table: str) -> Iterator[None]:
+    """Run the statements inside as the role that owns ``schema.table``, so that code its owner attached to it
+    (triggers, policies, generated columns) runs with that role's rights and no more. Inside a transaction."""
+    row = conn.execute(
+        "select pg_get_userbyid(c.relowner), c.relowner = (select oid from pg_roles where rolname = current_user),"
+        " pg_has_role(current_user, c.relowner, 'MEMBER')"
+        " from pg_class c where c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text))",
+        (schema, table),
+    ).fetchone()
+    if row is None or row[1]:  # gone, or the login's own table
+        yield
+        return
+    owner, _, member = row
+    if not member:
+        raise ErasureOwnerError(
+            f"{schema}.{table} is owned by {owner!r}, a role this login cannot act as: the erasure will not run"
+            " its statements on that table with this login's rights"
+        )
+    conn.execute(sql.SQL("set local role {}").format(sql.Identifier(owner)))
+    try:
+        yield
+    finally:
+        conn.execute("reset role")
 
 
 @dataclass
@@ -129,7 +168,8 @@ def _find(conn: psycopg.Connection, emails: set[str], ids: set[str]) -> tuple[se
                 sql.Identifier(schema, table),
                 _person_match(id_column, email_column),
             )
-            rows = conn.execute(query, {"ids": sorted(found_ids), "emails": sorted(found_emails)}).fetchall()
+            with as_table_owner(conn, schema, table):
+                rows = conn.execute(query, {"ids": sorted(found_ids), "emails": sorted(found_emails)}).fetchall()
             found_ids |= {r[0] for r in rows if r[0]}
             found_emails |= {r[1] for r in rows if r[1]}
     return found_emails, found_ids
@@ -145,12 +185,13 @@ def _keys(conn: psycopg.Connection, emails: set[str], ids: set[str]) -> set[str]
         if not table_exists(conn, schema, table):
             continue
         id_match = sql.SQL("source_person_id = any(%(ids)s)") if table.startswith("int_") else sql.SQL("false")
-        rows = conn.execute(
-            sql.SQL("select contact_key from {} where email = any(%(emails)s) or {}").format(
-                sql.Identifier(schema, table), id_match
-            ),
-            {"emails": sorted(emails), "ids": sorted(ids)},
-        ).fetchall()
+        with as_table_owner(conn, schema, table):
+            rows = conn.execute(
+                sql.SQL("select contact_key from {} where email = any(%(emails)s) or {}").format(
+                    sql.Identifier(schema, table), id_match
+                ),
+                {"emails": sorted(emails), "ids": sorted(ids)},
+            ).fetchall()
         keys |= {r[0] for r in rows if r[0]}
     return keys
 
@@ -188,7 +229,8 @@ def _erase_raw(conn: psycopg.Connection, erasure: Erasure, emails: set[str], ids
             query = sql.SQL("delete from {} where {} returning _airbyte_raw_id::text").format(
                 sql.Identifier(schema, table), _person_match(id_column, email_column)
             )
-            rows = conn.execute(query, params).fetchall()
+            with as_table_owner(conn, schema, table):
+                rows = conn.execute(query, params).fetchall()
             erasure.deleted[f"{schema}.{table}"] = len(rows)
             raw_ids += [r[0] for r in rows]
     for schema, table, column, is_list in ACTIVITY_TABLES:
@@ -201,22 +243,30 @@ def _erase_raw(conn: psycopg.Connection, erasure: Erasure, emails: set[str], ids
             query = sql.SQL("delete from {} where {} returning _airbyte_raw_id::text").format(
                 sql.Identifier(schema, table), match
             )
-            rows = conn.execute(query, params).fetchall()
+            with as_table_owner(conn, schema, table):
+                rows = conn.execute(query, params).fetchall()
             erasure.deleted[f"{schema}.{table}"] = len(rows)
             raw_ids += [r[0] for r in rows]
     for schema, table, column in CONTACT_LISTS:
         if table_exists(conn, schema, table):
             c = sql.Identifier(column)
-            erasure.unlinked[f"{schema}.{table}"] = conn.execute(
-                sql.SQL(
-                    "update {t} set {c} = (select coalesce(jsonb_agg(e), '[]'::jsonb) from jsonb_array_elements({c}) e"
-                    " where not e #>> '{{}}' = any(%(ids)s))"
-                    " where jsonb_typeof({c}) = 'array'"
-                    " and exists (select 1 from jsonb_array_elements({c}) e where e #>> '{{}}' = any(%(ids)s))"
-                ).format(t=sql.Identifier(schema, table), c=c),
-                params,
-            ).rowcount
+            with as_table_owner(conn, schema, table):
+                erasure.unlinked[f"{schema}.{table}"] = _unlink_from_list(conn, schema, table, c, params)
     return raw_ids
+
+
+def _unlink_from_list(
+    conn: psycopg.Connection, schema: str, table: str, c: sql.Identifier, params: dict[str, list[str]]
+) -> int:
+    return conn.execute(
+        sql.SQL(
+            "update {t} set {c} = (select coalesce(jsonb_agg(e), '[]'::jsonb) from jsonb_array_elements({c}) e"
+            " where not e #>> '{{}}' = any(%(ids)s))"
+            " where jsonb_typeof({c}) = 'array'"
+            " and exists (select 1 from jsonb_array_elements({c}) e where e #>> '{{}}' = any(%(ids)s))"
+        ).format(t=sql.Identifier(schema, table), c=c),
+        params,
+    ).rowcount
 
 
 def _erase_models(conn: psycopg.Connection, erasure: Erasure, emails: set[str], ids: set[str], keys: set[str]) -> None:
@@ -232,22 +282,36 @@ def _erase_models(conn: psycopg.Connection, erasure: Erasure, emails: set[str], 
             ]
             if not matches:
                 continue
-            target = sql.Identifier(schema, table)
-            if table in PERSON_MODELS or table in ACTIVITY_MODELS:
-                erasure.deleted[f"{schema}.{table}"] = conn.execute(
-                    sql.SQL("delete from {} where {}").format(target, sql.SQL(" or ").join(matches)), values
-                ).rowcount
-                continue
-            unlinked = 0
-            for column in [c for c in (*KEY_COLUMNS, *ID_COLUMNS) if c in columns]:
-                values_key = "keys" if column in KEY_COLUMNS else "ids"
-                unlinked += conn.execute(
-                    sql.SQL("update {t} set {c} = null where {c}::text = any(%({v})s)").format(
-                        t=target, c=sql.Identifier(column), v=sql.SQL(values_key)
-                    ),
-                    values,
-                ).rowcount
-            erasure.unlinked[f"{schema}.{table}"] = unlinked
+            with as_table_owner(conn, schema, table):
+                _erase_model(conn, erasure, schema, table, columns, matches, values)
+
+
+def _erase_model(
+    conn: psycopg.Connection,
+    erasure: Erasure,
+    schema: str,
+    table: str,
+    columns: set[str],
+    matches: list[sql.Composed],
+    values: dict[str, list[str]],
+) -> None:
+    """Delete the person's rows from a table of people or activities; cut the links to them from any other."""
+    target = sql.Identifier(schema, table)
+    if table in PERSON_MODELS or table in ACTIVITY_MODELS:
+        erasure.deleted[f"{schema}.{table}"] = conn.execute(
+            sql.SQL("delete from {} where {}").format(target, sql.SQL(" or ").join(matches)), values
+        ).rowcount
+        return
+    unlinked = 0
+    for column in [c for c in (*KEY_COLUMNS, *ID_COLUMNS) if c in columns]:
+        values_key = "keys" if column in KEY_COLUMNS else "ids"
+        unlinked += conn.execute(
+            sql.SQL("update {t} set {c} = null where {c}::text = any(%({v})s)").format(
+                t=target, c=sql.Identifier(column), v=sql.SQL(values_key)
+            ),
+            values,
+        ).rowcount
+    erasure.unlinked[f"{schema}.{table}"] = unlinked
 
 
 def erase_person(
@@ -273,13 +337,15 @@ def erase_person(
         erasure.records_found = len(ids)
         raw_ids = _erase_raw(conn, erasure, emails, ids)
         if table_exists(conn, "crm_audit", "quarantine"):
-            erasure.deleted["crm_audit.quarantine"] = conn.execute(
-                "delete from crm_audit.quarantine where raw_id::text = any(%s)", (raw_ids,)
-            ).rowcount
+            with as_table_owner(conn, "crm_audit", "quarantine"):
+                erasure.deleted["crm_audit.quarantine"] = conn.execute(
+                    "delete from crm_audit.quarantine where raw_id::text = any(%s)", (raw_ids,)
+                ).rowcount
         if table_exists(conn, "crm_simulator", "identity"):
-            erasure.deleted["crm_simulator.identity"] = conn.execute(
-                "delete from crm_simulator.identity where source_id = any(%s)", (sorted(ids),)
-            ).rowcount
+            with as_table_owner(conn, "crm_simulator", "identity"):
+                erasure.deleted["crm_simulator.identity"] = conn.execute(
+                    "delete from crm_simulator.identity where source_id = any(%s)", (sorted(ids),)
+                ).rowcount
         _erase_models(conn, erasure, emails | hashed_emails, ids, keys)
         audit_log.record_event(conn, "erasure", "person", run_id=run_id, details=erasure.summary())
     return erasure
