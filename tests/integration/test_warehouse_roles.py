@@ -441,8 +441,8 @@ def test_a_trigger_a_pipeline_role_plants_on_its_table_runs_with_that_roles_righ
     try:
         with psycopg.connect(secured.libpq(), autocommit=True) as conn:
             (person,) = conn.execute(  # type: ignore[misc]
-                "select c.id from raw_hubspot.contacts c join staging.stg_hubspot__contacts s on s.contact_id = c.id::text"
-                " order by c.id limit 1"
+                "select c.id from raw_hubspot.contacts c"
+                " join staging.stg_hubspot__contacts s on s.contact_id = c.id::text order by c.id limit 1"
             ).fetchone()
             erasure = erase_person(conn, crm_id=person, run_id="manual__planted_trigger")
             ran = conn.execute(
@@ -461,3 +461,29 @@ def test_a_trigger_a_pipeline_role_plants_on_its_table_runs_with_that_roles_righ
             with as_role(secured, role) as conn:
                 conn.execute(f"drop trigger if exists planted on {table}")
                 conn.execute(f"drop function if exists {schema}.planted(); drop table if exists {schema}.planted_ran")
+
+
+def test_the_transformer_writes_only_the_audit_tables_its_steps_write(secured: WarehouseUrl) -> None:
+    """Issue 28's audit-table findings, tried with the transformer's own login: a ``setval`` backwards on the audit
+    log's sequence (every audited step would then fail on a duplicate id), TRUNCATE on any ``crm_audit`` table, a
+    write to a table its steps never write, and a table the owner adds later. Each is refused; what its steps do
+    (append a gate result, read the verdicts) still works."""
+    audit_tables = [t for t in tables(secured, "crm_audit") if t != sql.Identifier("crm_audit", "audit_log")]
+    with psycopg.connect(secured.libpq(), autocommit=True) as conn:
+        conn.execute("create table if not exists crm_audit.added_later (x int)")
+    try:
+        with as_role(secured, TRANSFORMER) as conn:
+            assert denied(conn, "select setval('crm_audit.audit_log_id_seq', 1)")
+            assert denied(conn, "select setval('crm_audit.gate_results_id_seq', 1)"), "USAGE, not UPDATE"
+            for table in audit_tables:
+                assert denied(conn, sql.SQL("truncate {}").format(table)), table
+            assert denied(conn, "delete from crm_audit.airbyte_jobs")
+            assert denied(conn, "update crm_audit.freshness_checks set stale = false")
+            assert denied(conn, "select 1 from crm_audit.added_later")
+            assert denied(conn, "insert into crm_audit.added_later values (1)")
+            with conn.transaction(force_rollback=True):
+                conn.execute("select nextval('crm_audit.gate_results_id_seq')")
+                conn.execute("select count(*) from crm_audit.batch_verdicts").fetchone()
+    finally:
+        with psycopg.connect(secured.libpq(), autocommit=True) as conn:
+            conn.execute("drop table crm_audit.added_later")

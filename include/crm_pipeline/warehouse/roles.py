@@ -64,6 +64,21 @@ PASSWORD_VARIABLE = "CRM_ROLE_PASSWORD_{}"  # noqa: S105  # pragma: allowlist se
 LOADER_AUDIT_TABLES = ("raw_writes", "transform_lease", "airbyte_jobs")
 # Emptying a raw table for a resync (the replay DAG) drops the stream's quarantine rows with it.
 LOADER_QUARANTINE = f"{AUDIT_SCHEMA}.quarantine"
+# What the transformer's steps write in crm_audit (gates, quarantine and its releases, verdicts and the cutoff, the
+# run audit, the lease, publishes), and the sequences of the tables it appends to. It only reads the rest.
+TRANSFORMER_AUDIT_WRITES = {
+    "batch_verdicts": "insert, update",
+    "gate_results": "insert",
+    "validation_results": "insert",
+    "quarantine": "insert, delete",
+    "releases": "insert",
+    "publishes": "insert",
+    "stream_runs": "insert, update",
+    "transform_cutoff": "insert, update",
+    "transform_lease": "insert, update",
+    "raw_writes": "insert, update, delete",
+}
+TRANSFORMER_AUDIT_SEQUENCES = ("gate_results_id_seq", "validation_results_id_seq", "publishes_id_seq")
 # The monitor's freshness checks: the one table the auditor writes.
 AUDITOR_WRITES = f"{AUDIT_SCHEMA}.freshness_checks"
 GRANT_LOCK_KEY = 0x43524D01  # one `grants` at a time per database
@@ -175,6 +190,35 @@ def _owned_by(schemas: Iterable[str], r: Role) -> sql.Composable:
     ).format(sql.Literal(list(schemas)), sql.Literal(r.name), sql.Literal(r.name))
 
 
+def _audit_grants_for_transformer() -> list[sql.Composable]:
+    """The transformer reads ``crm_audit`` (the audit log aside) and writes exactly the tables its steps write,
+    each with only the statements they run: no TRUNCATE, no table it does not write, nothing on tables added later,
+    and USAGE (``nextval``) but not UPDATE (``setval``) on the sequences of the tables it appends to. Revokes first,
+    so a warehouse granted by an earlier deploy loses what it no longer needs (issue 28)."""
+    audit, transformer = sql.Identifier(AUDIT_SCHEMA), sql.Identifier(TRANSFORMER.name)
+    statements: list[sql.Composable] = [
+        sql.SQL("revoke all on all tables in schema {} from {}").format(audit, transformer),
+        sql.SQL("revoke all on all sequences in schema {} from {}").format(audit, transformer),
+        sql.SQL("alter default privileges in schema {} revoke all on tables from {}").format(audit, transformer),
+        sql.SQL("alter default privileges in schema {} revoke all on sequences from {}").format(audit, transformer),
+        sql.SQL("revoke create on schema {} from {}").format(audit, transformer),
+        sql.SQL("grant usage on schema {} to {}").format(audit, transformer),
+        sql.SQL("grant select on all tables in schema {} to {}").format(audit, transformer),
+        sql.SQL("revoke all on crm_audit.audit_log from {}").format(transformer),
+    ]
+    for table, privileges in TRANSFORMER_AUDIT_WRITES.items():
+        statements.append(
+            sql.SQL("grant {} on {} to {}").format(
+                sql.SQL(privileges), sql.Identifier(AUDIT_SCHEMA, table), transformer
+            )
+        )
+    statements += [
+        sql.SQL("grant usage on sequence {} to {}").format(sql.Identifier(AUDIT_SCHEMA, sequence), transformer)
+        for sequence in TRANSFORMER_AUDIT_SEQUENCES
+    ]
+    return statements
+
+
 def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql.Composable]:
     """Every statement of ``apply_grants``, in order; each one idempotent. The structure must be installed."""
     raw = [*raw_schemas(catalogue), SIMULATOR_SCHEMA]
@@ -211,9 +255,7 @@ def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql
     ]
     statements += _schema_grants(built, TRANSFORMER, write=True)
     statements += [_owned_by(built, TRANSFORMER)]
-    statements += _schema_grants([AUDIT_SCHEMA], TRANSFORMER, write=True)
-    # The schema grant gave the transformer CREATE in crm_audit; it writes its tables, it does not add tables.
-    statements += [sql.SQL("revoke create on schema {} from {}").format(audit, transformer)]
+    statements += _audit_grants_for_transformer()
     statements += _schema_grants([AUDIT_SCHEMA], AUDITOR, write=False)
     statements += [sql.SQL("grant insert on {} to {}").format(sql.SQL(AUDITOR_WRITES), auditor)]
     # The audit log: read by the auditor, appended to through the function only, changed by nobody.
