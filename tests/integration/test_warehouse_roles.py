@@ -191,8 +191,7 @@ def test_the_loader_writes_raw_only(secured: WarehouseUrl) -> None:
         for mart in tables(secured, "marts", "marts_build", "staging"):
             assert denied(conn, sql.SQL("delete from {}").format(mart)), mart.as_string()
         for audit in tables(secured, "crm_audit"):
-            # Its lease and job tables, and quarantine: emptying a raw table for a replay drops its rows.
-            if audit.as_string() not in {f'"crm_audit"."{t}"' for t in (*LOADER_AUDIT_TABLES, "quarantine")}:
+            if audit.as_string() not in {f'"crm_audit"."{t}"' for t in LOADER_AUDIT_TABLES}:  # its lease and jobs
                 assert denied(conn, sql.SQL("select 1 from {} limit 1").format(audit)), audit.as_string()
 
 
@@ -487,3 +486,23 @@ def test_the_transformer_writes_only_the_audit_tables_its_steps_write(secured: W
     finally:
         with psycopg.connect(secured.libpq(), autocommit=True) as conn:
             conn.execute("drop table crm_audit.added_later")
+
+
+def test_the_loader_clears_a_streams_quarantine_only_once_its_raw_table_is_empty(secured: WarehouseUrl) -> None:
+    """Issue 28: with its own login the loader deleted quarantine rows and so let quarantined rows past the gate.
+    Now it may not touch quarantine; the replay's reset clears a stream's rows through one audited function, which
+    refuses while the stream's raw table holds rows, and records what it removed. The reset itself is rolled back:
+    the module's other tests read this warehouse."""
+    with as_role(secured, LOADER) as conn:
+        assert denied(conn, "delete from crm_audit.quarantine")
+        assert denied(conn, "select crm_audit.clear_quarantine_of_emptied_stream('hubspot.contacts')")
+    with psycopg.connect(secured.libpq()) as conn, conn.transaction(force_rollback=True):
+        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(LOADER.name)))  # the reset, as the loader
+        conn.execute("truncate raw_hubspot.contacts")
+        (removed,) = conn.execute(  # type: ignore[misc]
+            "select crm_audit.clear_quarantine_of_emptied_stream('hubspot.contacts')"
+        ).fetchone()
+        conn.execute("reset role")
+        (entry,) = [e for e in audit_log.entries(conn, "release") if e["subject"] == GATED_STREAM]
+    assert removed > 0, "the gated batch's quarantined rows"
+    assert entry["details"]["quarantine_rows_removed"] == removed

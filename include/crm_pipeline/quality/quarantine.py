@@ -35,6 +35,40 @@ create table if not exists crm_audit.quarantine (
 create index if not exists quarantine_batch on crm_audit.quarantine (stream, sync_id)
 """
 SAMPLE_KEYS = 5
+CLEAR_FUNCTION = "crm_audit.clear_quarantine_of_emptied_stream(text)"
+# A replay empties a stream's raw table and resyncs it; its quarantine rows point at rows that are gone. The
+# loader runs the reset but may not delete quarantine rows itself (it could let rows past the gate): this function
+# does, as the owner, only for a stream whose raw table ``raw_<source>.<stream>`` is empty, and records it.
+CLEAR_FUNCTION_DDL = f"""create or replace function {CLEAR_FUNCTION} returns bigint
+    language plpgsql security definer set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    stream_key alias for $1;
+    source_schema text := 'raw_' || split_part(stream_key, '.', 1);
+    source_table text := substr(stream_key, length(split_part(stream_key, '.', 1)) + 2);
+    target oid := to_regclass(format('%I.%I', source_schema, source_table));
+    is_empty boolean;
+    removed bigint;
+begin
+    if target is not null then
+        -- Read as the owner: only a plain table without row security runs none of its owner's code on a select.
+        if exists (select from pg_class c where c.oid = target and (c.relkind <> 'r' or c.relrowsecurity)) then
+            raise exception '%.% is not a plain table: the quarantine of % stays', source_schema, source_table,
+                stream_key using errcode = 'insufficient_privilege';
+        end if;
+        execute format('select not exists (select from %I.%I)', source_schema, source_table) into is_empty;
+        if not is_empty then
+            raise exception 'the quarantine of % is cleared only once %.% is empty (a replay''s reset)',
+                stream_key, source_schema, source_table using errcode = 'insufficient_privilege';
+        end if;
+    end if;
+    delete from crm_audit.quarantine q where q.stream = stream_key;
+    get diagnostics removed = row_count;
+    perform crm_audit.record_event('release', stream_key, null,
+        jsonb_build_object('quarantine_rows_removed', removed, 'why', 'its raw table was emptied for a resync'));
+    return removed;
+end
+$fn$"""  # noqa: S608 (constants only)
 
 
 @dataclass(frozen=True)

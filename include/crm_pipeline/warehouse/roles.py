@@ -62,8 +62,8 @@ ROLES_DIR = LOCAL_DIR / "roles"
 PASSWORD_VARIABLE = "CRM_ROLE_PASSWORD_{}"  # noqa: S105  # pragma: allowlist secret (a variable's name)
 # The crm_audit tables a load writes: its lease registration, the lease row it locks FOR SHARE, the Airbyte jobs.
 LOADER_AUDIT_TABLES = ("raw_writes", "transform_lease", "airbyte_jobs")
-# Emptying a raw table for a resync (the replay DAG) drops the stream's quarantine rows with it.
 LOADER_QUARANTINE = f"{AUDIT_SCHEMA}.quarantine"
+CLEAR_QUARANTINE_FUNCTION = "crm_audit.clear_quarantine_of_emptied_stream(text)"  # quality/quarantine.py's
 # What the transformer's steps write in crm_audit (gates, quarantine and its releases, verdicts and the cutoff, the
 # run audit, the lease, publishes), and the sequences of the tables it appends to. It only reads the rest.
 TRANSFORMER_AUDIT_WRITES = {
@@ -244,7 +244,12 @@ def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql
         sql.SQL("grant select, insert, update, delete on {} to {}").format(sql.Identifier(AUDIT_SCHEMA, table), loader)
         for table in LOADER_AUDIT_TABLES
     ]
-    statements += [sql.SQL("grant select, delete on {} to {}").format(sql.SQL(LOADER_QUARANTINE), loader)]
+    # Emptying a raw table for a replay clears that stream's quarantine through one audited function; the loader
+    # itself may not touch quarantine (it could let rows past the gate).
+    statements += [
+        sql.SQL("revoke all on {} from {}").format(sql.SQL(LOADER_QUARANTINE), loader),
+        sql.SQL("grant execute on function {} to {}").format(sql.SQL(CLEAR_QUARANTINE_FUNCTION), loader),
+    ]
     statements += _schema_grants(raw_schemas(catalogue), TRANSFORMER, write=False)
     # The transformer reads the raw tables the loader creates from now on, too.
     statements += [

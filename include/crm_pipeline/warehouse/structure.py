@@ -40,6 +40,7 @@ def install_structure(conn: psycopg.Connection, catalogue: Catalogue) -> None:
     transform_lease.ensure_lease(conn)
     quarantine.ensure_quarantine(conn)
     run_ddl(conn, split_script(quarantine.RELEASES_DDL))
+    run_ddl(conn, [quarantine.CLEAR_FUNCTION_DDL, f"revoke all on function {quarantine.CLEAR_FUNCTION} from public"])
     results.ensure_results(conn)
     run_audit.ensure_run_audit(conn)  # with the raw gate's verdicts and cutoffs
     run_ddl(conn, split_script(freshness.DDL))
