@@ -23,11 +23,26 @@ def _key(dag_id: str) -> str:
     return f"{PREFIX}{dag_id}"
 
 
-def open_incident(dag_id: str, run_id: str, task: str) -> None:
+def open_incident(dag_id: str, run_id: str, task: str, attempt: str = "") -> None:
+    """``attempt`` names the failed try (task id, map index, try number), so a second callback for the same try
+    is recognised (``already_alerted``)."""
     from airflow.sdk import Variable
 
-    incident = {"run_id": run_id, "task": task, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    incident = {
+        "run_id": run_id,
+        "task": task,
+        "attempt": attempt,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     Variable.set(_key(dag_id), json.dumps(incident), description="an alerted failure not yet recovered from")
+
+
+def already_alerted(dag_id: str, run_id: str, attempt: str) -> bool:
+    """Whether this very try's failure was alerted already. Airflow can run a task's failure callback twice: in
+    the worker, and again through the DAG processor when the scheduler then handles a late executor event of the
+    same try (seen when a deferred task resumed and failed before its deferring process had reported)."""
+    incident = open_incident_of(dag_id)
+    return bool(incident and incident.get("run_id") == run_id and attempt and incident.get("attempt") == attempt)
 
 
 def open_incident_of(dag_id: str) -> dict[str, Any] | None:

@@ -102,12 +102,16 @@ class FailureAlert(BaseNotifier):
     successful run sends a recovery alert). Recording the incident is best effort: it never holds back the alert."""
 
     def notify(self, context: Any) -> None:
-        from crm_pipeline.alerts.incidents import open_incident
+        from crm_pipeline.alerts.incidents import already_alerted, open_incident
 
         alert = failure_alert(context)
         ti = context["ti"]
+        attempt = f"{ti.task_id}:{getattr(ti, 'map_index', -1)}:{ti.try_number}"
         try:
-            open_incident(ti.dag_id, ti.run_id, dict(alert.lines)["task"])
+            if already_alerted(ti.dag_id, ti.run_id, attempt):
+                LOG.info("%s of %s was alerted already: not again", attempt, ti.run_id)
+                return
+            open_incident(ti.dag_id, ti.run_id, dict(alert.lines)["task"], attempt)
         except Exception as error:
             LOG.warning("incident for %s not recorded, so no recovery alert will follow: %s", ti.dag_id, error)
         deliver(alert)
