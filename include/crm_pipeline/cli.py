@@ -485,8 +485,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _keep_local_dir_private() -> None:
+    """``.local`` holds role passwords, the PII pepper, logs and a warehouse: readable by its owner only."""
+    from crm_pipeline.paths import LOCAL_DIR
+
+    if LOCAL_DIR.is_dir() and LOCAL_DIR.stat().st_uid == os.getuid():
+        LOCAL_DIR.chmod(0o700)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _keep_local_dir_private()
     try:
         return int(args.func(args) or 0)
     except CrmPipelineError as exc:

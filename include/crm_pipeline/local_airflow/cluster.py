@@ -103,6 +103,10 @@ def component_argv(name: str, airflow: str, settings: ClusterSettings | None, ap
             "--celery-hostname", f"worker{number}@%h",
             "--skip-serve-logs",
         ]  # fmt: skip
+    elif name in ("scheduler", "triggerer"):
+        # Every component shares this machine's log folder, which the api-server reads; their log servers would
+        # only serve the same files on all interfaces (Airflow binds them to every address).
+        argv = [airflow, name, "--skip-serve-logs"]
     else:
         argv = [airflow, name]
     return argv if settings is None else [sys.executable, "-m", "crm_pipeline.local_airflow.supervise", "--", *argv]

@@ -106,7 +106,11 @@ class ProcessSet:
             return current
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{name}.log").open("ab")
+        # Private files: a component's log may hold what its tasks print, and the api-server writes the admin
+        # password file. umask 077 for everything the component creates, 0600 for its log.
+        path = self.log_dir / f"{name}.log"
+        log = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+        path.chmod(0o600)  # a log made before by a looser version
         proc = subprocess.Popen(
             argv,
             env=env,
@@ -114,6 +118,7 @@ class ProcessSet:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=0o077,
         )
         log.close()
         started = None

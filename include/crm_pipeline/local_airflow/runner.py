@@ -180,8 +180,10 @@ def start_components(*, cluster: bool = False) -> None:
             )
         port = _free_port()
     passwords = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
+    if passwords.exists():
+        passwords.chmod(0o600)  # one an earlier version left readable to all
     print(f"\nAirflow UI: http://127.0.0.1:{port}")
-    print(f"Log in as admin with the password in {passwords}: {_admin_password(passwords)}")
+    print(f"Log in as admin with the password in {passwords} (readable by you only)")
     print(f"Stop everything with `make {'cluster-down' if cluster else 'down'}`.")
 
 
@@ -217,15 +219,6 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def _admin_password(path: Path) -> str:
-    import json
-
-    try:
-        return str(json.loads(path.read_text()).get("admin", "(not generated yet)"))
-    except (OSError, ValueError):
-        return "(not generated yet)"
 
 
 def stop_components() -> list[str]:
