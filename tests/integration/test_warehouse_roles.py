@@ -296,8 +296,8 @@ def test_no_role_is_privileged_and_each_owns_only_what_it_builds(secured: Wareho
             (LOADER.name, "crm_simulator"),
             (LOADER.name, "raw_hubspot"),
             (LOADER.name, "raw_salesforce"),
-            *((TRANSFORMER.name, schema) for schema in ("marts", "marts_build", "snapshots", "staging")),
-        ]
+            *((TRANSFORMER.name, schema) for schema in ("marts_build", "snapshots", "staging")),
+        ], "what is published is the owner's, read-only to the transformer (crm_audit.settle_marts)"
         others = conn.execute(
             "select nspname from pg_namespace where nspowner = any(%(roles)s::regrole[])"
             " union all select proname from pg_proc where proowner = any(%(roles)s::regrole[])",
@@ -506,3 +506,24 @@ def test_the_loader_clears_a_streams_quarantine_only_once_its_raw_table_is_empty
         (entry,) = [e for e in audit_log.entries(conn, "release") if e["subject"] == GATED_STREAM]
     assert removed > 0, "the gated batch's quarantined rows"
     assert entry["details"]["quarantine_rows_removed"] == removed
+
+
+def test_the_transformer_cannot_change_or_add_to_the_published_marts(secured: WarehouseUrl) -> None:
+    """Issue 28's write-audit-publish finding, tried with the transformer's own login: it made a view over staging's
+    emails in the live ``marts`` and granted it to the analyst. Now it may create nothing there, change no published
+    table's rows or definition, and grant nothing on them; it still reads them (the carry-over) and owns the build
+    schema, which the module's two builds and publishes, as the transformer, show."""
+    mart = sql.Identifier("marts", "dim_contacts")
+    with as_role(secured, TRANSFORMER) as conn:
+        assert denied(conn, "create view marts.leak as select email from staging.stg_hubspot__contacts")
+        assert denied(conn, "create table marts.leak (email text)")
+        assert denied(conn, sql.SQL("update {} set email = 'someone@example.com'").format(mart))
+        assert denied(conn, sql.SQL("delete from {}").format(mart))
+        assert denied(conn, sql.SQL("alter table {} add column leak text").format(mart))
+        conn.execute(sql.SQL("grant select on {} to crm_loader").format(mart))  # PostgreSQL only warns
+        granted = conn.execute("select has_table_privilege('crm_loader', 'marts.dim_contacts', 'select')")
+        assert granted.fetchone() == (False,), "a grant by a role that does not own the table gives nothing"
+        assert denied(conn, sql.SQL("drop table {}").format(mart))
+        assert conn.execute(sql.SQL("select count(*) from {}").format(mart)).fetchone()[0] > 0  # type: ignore[index]
+        with conn.transaction(force_rollback=True):
+            conn.execute("create table marts_build.scratch (x int)")  # the build schema is its own

@@ -11,8 +11,10 @@ never a mix:
 * the rename is catalogue-only: no data moves, so the exclusive window lasts milliseconds.
 
 Only a schema's owner may rename it, and the owner is the deploy step's role, not the transformer that publishes.
-``crm_audit.swap_marts()`` is ``SECURITY DEFINER``: the transformer may execute it, and it does the three renames
-and moves the analyst's access (``crm_audit.grant_published()``, ``warehouse/roles.py``), nothing else.
+``crm_audit.swap_marts()`` is ``SECURITY DEFINER``: the transformer may execute it, and it locks the live tables,
+does the three renames, hands the new build schema's tables to the transformer and the published ones to the owner
+(``crm_audit.settle_marts()``: the transformer only reads what is published) and moves the analyst's access
+(``crm_audit.grant_published()``, ``warehouse/roles.py``), nothing else.
 
 The previous version becomes the next ``marts_build``. dbt's incremental marts there are one publish behind, which
 their load-time watermarks handle: they process everything loaded since their own last row. A failed audit never
@@ -49,7 +51,9 @@ alter table crm_audit.publishes add column if not exists judged_before timestamp
 """
 SWAP_FUNCTION = "crm_audit.swap_marts()"
 GRANT_FUNCTION = "crm_audit.grant_published()"
+SETTLE_FUNCTION = "crm_audit.settle_marts()"
 ANALYST = "crm_analyst"  # warehouse/roles.py's ANALYST (imported from here: roles.py imports this module)
+BUILDER = "crm_transformer"  # warehouse/roles.py's TRANSFORMER
 # Statements one by one: function bodies hold semicolons.
 FUNCTIONS_DDL: tuple[str, ...] = (
     f"""create or replace function {GRANT_FUNCTION} returns void
@@ -69,10 +73,57 @@ FUNCTIONS_DDL: tuple[str, ...] = (
         end if;
     end
     $fn$""",  # noqa: S608 (constants only)
+    # The builder (dbt, as the transformer) owns and writes the build schema only. What is published belongs to
+    # the owner and is read-only to the builder, so it can change no published table, nor add one, between
+    # publishes (issue 28: it made a view over staging's emails in the live marts and granted it to the analyst).
+    f"""create or replace function {SETTLE_FUNCTION} returns void
+        language plpgsql security definer set search_path = pg_catalog, pg_temp
+    as $fn$
+    declare
+        rel record;
+    begin
+        if to_regrole('{BUILDER}') is null or not pg_has_role(current_user, '{BUILDER}', 'MEMBER') then
+            return;
+        end if;
+        if to_regnamespace('{BUILD_SCHEMA}') is not null then
+            grant usage, create on schema {BUILD_SCHEMA} to {BUILDER};
+            for rel in select c.relname, c.relkind from pg_class c
+                    where c.relnamespace = to_regnamespace('{BUILD_SCHEMA}') and c.relkind in ('r', 'p', 'v', 'm')
+                      and c.relowner <> to_regrole('{BUILDER}') loop
+                execute format('alter %s {BUILD_SCHEMA}.%I owner to {BUILDER}',
+                    case rel.relkind when 'v' then 'view' when 'm' then 'materialized view' else 'table' end,
+                    rel.relname);
+            end loop;
+        end if;
+        if to_regnamespace('{PUBLISHED_SCHEMA}') is not null then
+            for rel in select c.relname, c.relkind from pg_class c
+                    where c.relnamespace = to_regnamespace('{PUBLISHED_SCHEMA}') and c.relkind in ('r', 'p', 'v', 'm')
+                      and c.relowner = to_regrole('{BUILDER}') loop
+                execute format('alter %s {PUBLISHED_SCHEMA}.%I owner to current_user',
+                    case rel.relkind when 'v' then 'view' when 'm' then 'materialized view' else 'table' end,
+                    rel.relname);
+            end loop;
+            revoke create on schema {PUBLISHED_SCHEMA} from {BUILDER};
+            grant usage on schema {PUBLISHED_SCHEMA} to {BUILDER};
+            revoke all on all tables in schema {PUBLISHED_SCHEMA} from {BUILDER};
+            grant select on all tables in schema {PUBLISHED_SCHEMA} to {BUILDER};
+        end if;
+    end
+    $fn$""",  # noqa: S608 (constants only)
     f"""create or replace function {SWAP_FUNCTION} returns void
         language plpgsql security definer set search_path = pg_catalog, pg_temp
     as $fn$
+    declare
+        live text;
     begin
+        -- Readers of the live tables finish first (locked in name order, as readers take them); then the renames
+        -- take milliseconds.
+        select string_agg(format('%I.%I', n.nspname, c.relname), ', ' order by c.relname) into live
+            from pg_class c join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = '{PUBLISHED_SCHEMA}' and c.relkind in ('r', 'p');
+        if live is not null then
+            execute 'lock table ' || live || ' in access exclusive mode';
+        end if;
         if to_regnamespace('{PUBLISHED_SCHEMA}') is not null then
             alter schema {PUBLISHED_SCHEMA} rename to {_SWAP_SCHEMA};
         end if;
@@ -80,10 +131,11 @@ FUNCTIONS_DDL: tuple[str, ...] = (
         if to_regnamespace('{_SWAP_SCHEMA}') is not null then
             alter schema {_SWAP_SCHEMA} rename to {BUILD_SCHEMA};
         end if;
+        perform {SETTLE_FUNCTION};
         perform {GRANT_FUNCTION};
     end
-    $fn$""",
-    f"revoke all on function {GRANT_FUNCTION}, {SWAP_FUNCTION} from public",
+    $fn$""",  # noqa: S608 (constants only)
+    f"revoke all on function {GRANT_FUNCTION}, {SWAP_FUNCTION}, {SETTLE_FUNCTION} from public",
 )
 
 
@@ -141,14 +193,7 @@ def publish_marts(conn: psycopg.Connection, run_id: str | None = None) -> Publis
             raise RuntimeError(f"nothing to publish: schema {BUILD_SCHEMA} has no tables (did dbt build the marts?)")
         # Counted before any lock is taken: readers are only ever blocked for the renames.
         counts = {table: _count(conn, BUILD_SCHEMA, table) for table in tables}
-        published = schema_tables(conn, PUBLISHED_SCHEMA)
-        if published:
-            conn.execute(
-                sql.SQL("lock table {} in access exclusive mode").format(
-                    sql.SQL(", ").join(sql.Identifier(PUBLISHED_SCHEMA, t) for t in published)
-                )
-            )
-        conn.execute(f"select {SWAP_FUNCTION}")
+        conn.execute(f"select {SWAP_FUNCTION}")  # locks the live tables, swaps, settles ownership and grants
         conn.execute(
             "insert into crm_audit.publishes (run_id, tables, row_counts, judged_before) values (%s, %s, %s, %s)",
             (run_id, tables, Jsonb(counts), _cutoff_of(conn, run_id)),

@@ -50,7 +50,6 @@ from crm_pipeline.warehouse import audit_log, loader_guard, pii, publish
 from crm_pipeline.warehouse.ddl import run_ddl
 from crm_pipeline.warehouse.structure import (
     AUDIT_SCHEMA,
-    MARTS_SCHEMAS,
     SIMULATOR_SCHEMA,
     TRANSFORM_SCHEMAS,
     install_structure,
@@ -222,7 +221,7 @@ def _audit_grants_for_transformer() -> list[sql.Composable]:
 def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql.Composable]:
     """Every statement of ``apply_grants``, in order; each one idempotent. The structure must be installed."""
     raw = [*raw_schemas(catalogue), SIMULATOR_SCHEMA]
-    built = [*TRANSFORM_SCHEMAS, *MARTS_SCHEMAS]
+    built = [*TRANSFORM_SCHEMAS, publish.BUILD_SCHEMA]  # the published marts: read-only to it (settle_marts)
     audit = sql.Identifier(AUDIT_SCHEMA)
     loader, transformer, auditor = (sql.Identifier(r.name) for r in (LOADER, TRANSFORMER, AUDITOR))
     statements: list[sql.Composable] = []
@@ -259,7 +258,7 @@ def grant_statements(conn: psycopg.Connection, catalogue: Catalogue) -> list[sql
         for schema in raw_schemas(catalogue)
     ]
     statements += _schema_grants(built, TRANSFORMER, write=True)
-    statements += [_owned_by(built, TRANSFORMER)]
+    statements += [_owned_by(built, TRANSFORMER), sql.SQL("select {}").format(sql.SQL(publish.SETTLE_FUNCTION))]
     statements += _audit_grants_for_transformer()
     statements += _schema_grants([AUDIT_SCHEMA], AUDITOR, write=False)
     statements += [sql.SQL("grant insert on {} to {}").format(sql.SQL(AUDITOR_WRITES), auditor)]
