@@ -486,11 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _keep_local_dir_private() -> None:
-    """``.local`` holds role passwords, the PII pepper, logs and a warehouse: readable by its owner only."""
+    """``.local`` holds role passwords, the PII pepper, logs and a warehouse: readable by its owner only. Run as
+    root, the embedded PostgreSQL runs as pgserver's own user, which must pass through ``.local`` to reach its data
+    directory: others may then traverse it (0711), never list or read it."""
     from crm_pipeline.paths import LOCAL_DIR
 
     if LOCAL_DIR.is_dir() and LOCAL_DIR.stat().st_uid == os.getuid():
-        LOCAL_DIR.chmod(0o700)
+        LOCAL_DIR.chmod(0o711 if os.getuid() == 0 else 0o700)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
