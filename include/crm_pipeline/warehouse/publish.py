@@ -54,11 +54,15 @@ GRANT_FUNCTION = "crm_audit.grant_published()"
 SETTLE_FUNCTION = "crm_audit.settle_marts()"
 ANALYST = "crm_analyst"  # warehouse/roles.py's ANALYST (imported from here: roles.py imports this module)
 BUILDER = "crm_transformer"  # warehouse/roles.py's TRANSFORMER
+# The head of each function here: run as the owner, on a fixed search path (nothing a caller sets is searched).
+_DEFINER = """create or replace function {name} returns void
+    language plpgsql security definer set search_path = pg_catalog, pg_temp
+as $fn$
+"""
 # Statements one by one: function bodies hold semicolons.
 FUNCTIONS_DDL: tuple[str, ...] = (
-    f"""create or replace function {GRANT_FUNCTION} returns void
-        language plpgsql security definer set search_path = pg_catalog, pg_temp
-    as $fn$
+    _DEFINER.format(name=GRANT_FUNCTION)
+    + f"""\
     begin
         if not exists (select from pg_roles where rolname = '{ANALYST}') then
             return;
@@ -76,9 +80,8 @@ FUNCTIONS_DDL: tuple[str, ...] = (
     # The builder (dbt, as the transformer) owns and writes the build schema only. What is published belongs to
     # the owner and is read-only to the builder, so it can change no published table, nor add one, between
     # publishes (issue 28: it made a view over staging's emails in the live marts and granted it to the analyst).
-    f"""create or replace function {SETTLE_FUNCTION} returns void
-        language plpgsql security definer set search_path = pg_catalog, pg_temp
-    as $fn$
+    _DEFINER.format(name=SETTLE_FUNCTION)
+    + f"""\
     declare
         rel record;
     begin
@@ -110,9 +113,8 @@ FUNCTIONS_DDL: tuple[str, ...] = (
         end if;
     end
     $fn$""",  # noqa: S608 (constants only)
-    f"""create or replace function {SWAP_FUNCTION} returns void
-        language plpgsql security definer set search_path = pg_catalog, pg_temp
-    as $fn$
+    _DEFINER.format(name=SWAP_FUNCTION)
+    + f"""\
     declare
         live text;
     begin
