@@ -477,3 +477,9 @@ def test_the_check_command_reports_every_connection_as_airflow_sees_it(local_air
     assert f"FAIL  {VARIABLE} (Airbyte connection {CONNECTION_ID}): stream prefix is 'hs_'" in wrong.stdout
     assert "FAIL  airbyte_connection_salesforce_daily is empty: salesforce.Account" in wrong.stdout
     assert not airbyte.jobs, "a check submits nothing"
+
+    env.pop("AIRFLOW_CONN_CRM_WAREHOUSE_LOADER")  # the destination's database is compared with this connection's
+    unreadable = check()
+    assert unreadable.returncode == 1 and "FAIL  Airflow connection 'crm_warehouse_loader' cannot be read" in (
+        unreadable.stdout
+    ), unreadable.stdout + unreadable.stderr[-2000:]

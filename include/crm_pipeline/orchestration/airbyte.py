@@ -321,8 +321,13 @@ def connection_problems(configured: dict[str, str], groups: dict[str, list[Strea
     from crm_pipeline.warehouse.locate import task_warehouse_url
 
     hook = AirbyteHook(airbyte_conn_id=AIRBYTE_CONN_ID)
-    database = task_warehouse_url(LOADER_CONN_ID).database if configured else None
-    found = []
+    found: list[str] = []
+    database: str | None = None
+    if configured:
+        try:
+            database = task_warehouse_url(LOADER_CONN_ID).database
+        except Exception as exc:  # missing, or without a database: the destination's database cannot be compared
+            found.append(f"Airflow connection {LOADER_CONN_ID!r} cannot be read: {exc}")
     for variable, connection_id in configured.items():
         try:
             uuid.UUID(connection_id)
