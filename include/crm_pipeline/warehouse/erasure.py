@@ -114,10 +114,8 @@ def as_table_owner(conn: psycopg.Connection, schema: str, table: str) -> Iterato
             " its statements on that table with this login's rights"
         )
     conn.execute(sql.SQL("set local role {}").format(sql.Identifier(owner)))
-    try:
-        yield
-    finally:
-        conn.execute("reset role")
+    yield  # on an error the transaction rolls back, and the role with it: a reset would only mask the error
+    conn.execute("reset role")
 
 
 @dataclass
