@@ -90,22 +90,18 @@ FUNCTIONS_DDL: tuple[str, ...] = (
         end if;
         if to_regnamespace('{BUILD_SCHEMA}') is not null then
             grant usage, create on schema {BUILD_SCHEMA} to {BUILDER};
-            for rel in select c.relname, c.relkind from pg_class c
-                    where c.relnamespace = to_regnamespace('{BUILD_SCHEMA}') and c.relkind in ('r', 'p', 'v', 'm')
-                      and c.relowner <> to_regrole('{BUILDER}') loop
-                execute format('alter %s {BUILD_SCHEMA}.%I owner to {BUILDER}',
-                    case rel.relkind when 'v' then 'view' when 'm' then 'materialized view' else 'table' end,
-                    rel.relname);
-            end loop;
         end if;
+        -- The build schema's relations to the builder, the published ones (the builder's until now) to the owner.
+        for rel in select n.nspname, c.relname,
+                    case c.relkind when 'v' then 'view' when 'm' then 'materialized view' else 'table' end as kind,
+                    case n.nspname when '{BUILD_SCHEMA}' then '{BUILDER}' else current_user::text end as owner
+                from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                where c.relkind in ('r', 'p', 'v', 'm')
+                  and (n.nspname = '{BUILD_SCHEMA}' and c.relowner <> to_regrole('{BUILDER}')
+                       or n.nspname = '{PUBLISHED_SCHEMA}' and c.relowner = to_regrole('{BUILDER}')) loop
+            execute format('alter %s %I.%I owner to %I', rel.kind, rel.nspname, rel.relname, rel.owner);
+        end loop;
         if to_regnamespace('{PUBLISHED_SCHEMA}') is not null then
-            for rel in select c.relname, c.relkind from pg_class c
-                    where c.relnamespace = to_regnamespace('{PUBLISHED_SCHEMA}') and c.relkind in ('r', 'p', 'v', 'm')
-                      and c.relowner = to_regrole('{BUILDER}') loop
-                execute format('alter %s {PUBLISHED_SCHEMA}.%I owner to current_user',
-                    case rel.relkind when 'v' then 'view' when 'm' then 'materialized view' else 'table' end,
-                    rel.relname);
-            end loop;
             revoke create on schema {PUBLISHED_SCHEMA} from {BUILDER};
             grant usage on schema {PUBLISHED_SCHEMA} to {BUILDER};
             revoke all on all tables in schema {PUBLISHED_SCHEMA} from {BUILDER};
